@@ -1,0 +1,110 @@
+"""Input validation shared by every public function.
+
+Bad input gets a ``ValueError`` that names the bad value; nothing here ever
+"fixes" an input silently. Each helper returns float64 (or the caller's float
+dtype) arrays so the numerical code below it can assume clean input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_float(name: str, a, *, ndim_min: int = 0) -> np.ndarray:
+    """Return ``a`` as a floating array (float32 kept, anything else float64), finite.
+
+    Raises ``ValueError`` naming ``name`` if ``a`` has NaN/inf entries, too few
+    dimensions, or is not numeric.
+    """
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # pragma: no cover - exotic inputs
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be real numeric, got dtype {arr.dtype}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if arr.ndim < ndim_min:
+        raise ValueError(f"{name} must have at least {ndim_min} dimensions, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = arr[~np.isfinite(arr)].ravel()[0]
+        raise ValueError(f"{name} contains a non-finite value ({bad}); all entries must be finite")
+    return arr
+
+
+def as_labels(y, *, name: str = "y") -> np.ndarray:
+    """Return labels as a float array, checking every entry is -1 or +1."""
+    y = as_float(name, y, ndim_min=1)
+    ok = (y == 1.0) | (y == -1.0)
+    if not np.all(ok):
+        bad = y[~ok].ravel()[0]
+        raise ValueError(f"labels {name} must be in {{-1, +1}}, found {bad!r}")
+    return y
+
+
+def check_context(w, X, y):
+    """Validate a batch of contexts and weight vectors; return them as arrays.
+
+    Shapes: ``w`` (..., d), ``X`` (..., n, d), ``y`` (..., n), ``n >= 1``; the
+    leading (batch) dimensions of ``w`` and ``X`` must broadcast. The result dtype is float64 unless
+    every input is float32.
+    """
+    X = as_float("X", X, ndim_min=2)
+    y = as_labels(y)
+    if X.shape[-2] == 0:
+        raise ValueError(f"empty context: X has shape {X.shape} with n = 0 examples")
+    if y.shape != X.shape[:-1]:
+        raise ValueError(f"y has shape {y.shape} but X has shape {X.shape}; expected y.shape == {X.shape[:-1]}")
+    if w is not None:
+        w = as_float("w", w, ndim_min=1)
+        try:  # leading dimensions broadcast, e.g. a trajectory (T, B, d) against X (B, n, d)
+            np.broadcast_shapes(w.shape[:-1], X.shape[:-2])
+            ok = w.shape[-1] == X.shape[-1]
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"w has shape {w.shape} but X has shape {X.shape}; expected w.shape == {X.shape[:-2] + X.shape[-1:]}"
+                " (or leading dimensions that broadcast)"
+            )
+        dtype = np.result_type(w, X, y)
+        w = w.astype(dtype, copy=False)
+    else:
+        dtype = np.result_type(X, y)
+    return w, X.astype(dtype, copy=False), y.astype(dtype, copy=False)
+
+
+def check_positive(name: str, value, *, integer: bool = False, allow_zero: bool = False) -> float:
+    """Check a scalar hyper-parameter is finite and positive (or >= 0)."""
+    if integer:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+    elif not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+    return value
+
+
+def check_tokens(Z, n_context: int) -> np.ndarray:
+    """Validate a token matrix ``Z`` of shape (..., D, N) and the context size ``n_context``."""
+    Z = as_float("Z", Z, ndim_min=2)
+    D, N = Z.shape[-2:]
+    if D == 0 or D % 2:
+        raise ValueError(f"Z must have an even, positive number of rows D = 2d, got D = {D}")
+    if isinstance(n_context, bool) or not isinstance(n_context, (int, np.integer)):
+        raise ValueError(f"n_context must be an integer, got {n_context!r}")
+    if not 1 <= n_context <= N - 1:
+        raise ValueError(f"n_context = {n_context} is out of range: Z has N = {N} columns, need 1 <= n_context <= N - 1")
+    return Z
+
+
+def check_weights(W, V, D: int):
+    """Validate layer weights: both (D, D), finite."""
+    W = as_float("W", W, ndim_min=2)
+    V = as_float("V", V, ndim_min=2)
+    for name, M in (("W", W), ("V", V)):
+        if M.shape != (D, D):
+            raise ValueError(f"{name} has shape {M.shape}, expected ({D}, {D}) to match Z with D = {D} rows")
+    return W, V

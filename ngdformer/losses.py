@@ -1,0 +1,135 @@
+r"""In-context losses on the margins :math:`m_i(w) = y_i\langle w, x_i\rangle` (DESIGN.md section 1; chapters 01-02).
+
+Every function takes leading batch dimensions: ``w`` (..., d), ``X`` (..., n, d),
+``y`` (..., n). Everything is computed in a numerically stable way, so margins of
+:math:`\pm 10^4` give finite numbers and no warnings. The one exception is the
+exponential loss itself (and its plain gradient) at margins below about -709,
+where the true value exceeds the float64 range: there it returns ``inf``
+(IEEE rounding), silently; use :func:`exp_log_loss` or the normalized gradient,
+which stay finite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import check_context
+
+
+def margins(w, X, y) -> np.ndarray:
+    r"""Margins :math:`m_i = y_i \langle w, x_i\rangle`; shape (..., n)."""
+    return _margins(*check_context(w, X, y))
+
+
+def _margins(w, X, y) -> np.ndarray:
+    return y * np.einsum("...nd,...d->...n", X, w)  # (..., n), inputs already checked
+
+
+def sigmoid(z) -> np.ndarray:
+    r"""Logistic function :math:`\sigma(z) = 1/(1+e^{-z})`, overflow-free (via tanh)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z)))
+
+
+def log_sigmoid(z) -> np.ndarray:
+    r""":math:`\log\sigma(z) = -\log(1 + e^{-z})`, stable for any finite z."""
+    return -np.logaddexp(0.0, -np.asarray(z))
+
+
+def logsumexp(a, axis: int = -1) -> np.ndarray:
+    r""":math:`\log\sum_i e^{a_i}` along ``axis``, shifted by the maximum so it never overflows."""
+    a = np.asarray(a)
+    amax = np.max(a, axis=axis, keepdims=True)
+    out = amax + np.log(np.sum(np.exp(a - amax), axis=axis, keepdims=True))
+    return np.squeeze(out, axis=axis)
+
+
+def _weighted_sum(c, X, y) -> np.ndarray:
+    r""":math:`\sum_i c_i y_i x_i`: (..., n) coefficients to a (..., d) vector."""
+    return np.einsum("...n,...nd->...d", c * y, X)
+
+
+def exp_loss(w, X, y) -> np.ndarray:
+    r"""Exponential loss :math:`L(w) = \frac1n\sum_i e^{-m_i(w)}`.
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., d)
+    X : ndarray of shape (..., n, d)
+    y : ndarray of shape (..., n), entries in {-1, +1}
+
+    Returns
+    -------
+    L : ndarray of shape (...)
+    """
+    with np.errstate(over="ignore"):  # a true value above ~1e308 rounds to inf, documented above
+        return np.exp(exp_log_loss(w, X, y))
+
+
+def exp_log_loss(w, X, y) -> np.ndarray:
+    r"""Log of the exponential loss, :math:`\log L(w) = \mathrm{logsumexp}(-m) - \log n`; shape (...).
+
+    Plain GD on this function is exactly NGD on the exponential loss (chapter 02).
+    """
+    m = margins(w, X, y)
+    return logsumexp(-m, axis=-1) - np.log(m.shape[-1])
+
+
+def exp_loss_grad(w, X, y) -> np.ndarray:
+    r"""Gradient of the exponential loss, :math:`\nabla L = -\frac1n\sum_i e^{-m_i} y_i x_i`; shape (..., d)."""
+    w, X, y = check_context(w, X, y)
+    m = _margins(w, X, y)
+    with np.errstate(over="ignore"):
+        c = np.exp(-m) / m.shape[-1]
+    return -_weighted_sum(c, X, y)
+
+
+def logistic_loss(w, X, y) -> np.ndarray:
+    r"""Logistic loss :math:`L(w) = \frac1n\sum_i \log(1 + e^{-m_i(w)})`; shape (...).
+
+    Computed as ``np.logaddexp(0, -m)``: finite for any finite margin.
+    """
+    m = margins(w, X, y)
+    return np.mean(np.logaddexp(0.0, -m), axis=-1)
+
+
+def logistic_loss_grad(w, X, y) -> np.ndarray:
+    r"""Gradient of the logistic loss, :math:`\nabla L = -\frac1n\sum_i \sigma(-m_i) y_i x_i`; shape (..., d)."""
+    w, X, y = check_context(w, X, y)
+    m = _margins(w, X, y)
+    return -_weighted_sum(sigmoid(-m) / m.shape[-1], X, y)
+
+
+def _log_logistic_terms(m) -> np.ndarray:
+    r""":math:`\log\log(1+e^{-m})`, stable also where :math:`\log(1+e^{-m})` underflows (m > 30)."""
+    small = np.log(np.logaddexp(0.0, -np.minimum(m, 30.0)))
+    big = np.maximum(m, 30.0)
+    large = -big + np.log1p(-0.5 * np.exp(-big))  # log(e^{-m} - e^{-2m}/2 + ...), error < 1e-26
+    return np.where(m > 30.0, large, small)
+
+
+def ngd_coefficients(w, X, y, loss: str = "exp") -> np.ndarray:
+    r"""Per-example weights :math:`c_i` of the normalized gradient, :math:`-\nabla L / L = \sum_i c_i y_i x_i`.
+
+    .. math::
+        \text{exp:}\quad c = \mathrm{softmax}(-m), \qquad
+        \text{logistic:}\quad c_i = \frac{\sigma(-m_i)}{\sum_j \log(1+e^{-m_j})}
+
+    The exponential weights are a softmax (they sum to 1): the attention weights of
+    the constructed layer. The logistic ones are not, but have the same tail
+    (chapter 02). Computed in the log domain, so finite at any margin.
+
+    Returns
+    -------
+    c : ndarray of shape (..., n)
+    """
+    m = margins(w, X, y)
+    if loss == "exp":
+        log_c = -m - logsumexp(-m, axis=-1)[..., None]
+    elif loss == "logistic":
+        log_c = log_sigmoid(-m) - logsumexp(_log_logistic_terms(m), axis=-1)[..., None]
+    else:
+        raise ValueError(f"loss must be 'exp' or 'logistic', got {loss!r}")
+    return np.exp(log_c)
+
+
+LOSSES = {"exp": (exp_loss, exp_loss_grad), "logistic": (logistic_loss, logistic_loss_grad)}

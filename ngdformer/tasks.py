@@ -1,0 +1,146 @@
+"""In-context tasks and their token embedding (DESIGN.md sections 1-2; chapters 01 and 04).
+
+Glossary: ``B`` batch, ``n`` context size, ``d`` input dimension, ``D = 2d``,
+``N = n + 1`` tokens, ``Z`` tokens as columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import as_float, check_context, check_positive
+
+
+def sample_w_star(rng: np.random.Generator, batch: int, d: int) -> np.ndarray:
+    """Draw ``batch`` task directions uniformly on the unit sphere in R^d.
+
+    Returns
+    -------
+    w_star : ndarray of shape (B, d), unit rows.
+    """
+    check_positive("batch", batch, integer=True)
+    check_positive("d", d, integer=True)
+    g = rng.standard_normal((batch, d))
+    norms = np.linalg.norm(g, axis=-1, keepdims=True)
+    g = np.where(norms > 0, g, 1.0)  # a zero draw has probability 0; keep the result finite anyway
+    return g / np.linalg.norm(g, axis=-1, keepdims=True)
+
+
+def _check_cov(cov, d: int) -> np.ndarray:
+    cov = as_float("cov", cov, ndim_min=2)
+    if cov.shape != (d, d):
+        raise ValueError(f"cov has shape {cov.shape}, expected ({d}, {d})")
+    if not np.allclose(cov, cov.T):
+        raise ValueError("cov must be symmetric")
+    try:
+        return np.linalg.cholesky(cov + 1e-12 * np.eye(d))
+    except np.linalg.LinAlgError as exc:
+        raise ValueError("cov must be positive semi-definite") from exc
+
+
+def sample_points(rng: np.random.Generator, w_star, n: int, *, margin: float = 0.0,
+                  flip: float = 0.0, cov=None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Draw ``n`` labelled points per task from the task directions ``w_star``.
+
+    .. math:: x \sim N(0, \Sigma), \quad y = \mathrm{sign}\langle w^*, x\rangle \ (\text{tie} \to +1)
+
+    Parameters
+    ----------
+    rng : np.random.Generator
+    w_star : ndarray of shape (B, d)
+    n : int, points per task, >= 1.
+    margin : float >= 0. Points with :math:`|\langle w^*, x\rangle| < \gamma` are pushed
+        along ``w_star`` to distance exactly ``margin`` (``w_star`` must then be unit).
+    flip : float in [0, 1). Each label is flipped with this probability
+        (the context is then usually not separable).
+    cov : ndarray of shape (d, d) or None. Input covariance :math:`\Sigma` (identity if None).
+
+    Returns
+    -------
+    X : ndarray of shape (B, n, d)
+    y : ndarray of shape (B, n), entries in {-1, +1}
+    """
+    w_star = as_float("w_star", w_star, ndim_min=2)
+    B, d = w_star.shape[-2:]
+    check_positive("n", n, integer=True)
+    check_positive("margin", margin, allow_zero=True)
+    check_positive("flip", flip, allow_zero=True)
+    if flip >= 1:
+        raise ValueError(f"flip must be in [0, 1), got {flip!r}")
+    X = rng.standard_normal((B, n, d))
+    if cov is not None:
+        X = X @ _check_cov(cov, d).T  # x = L g with Sigma = L L^T
+    s = np.einsum("bnd,bd->bn", X, w_star)  # (B, n) signed distances
+    sign = np.where(s >= 0, 1.0, -1.0)
+    if margin > 0:
+        push = np.maximum(margin - np.abs(s), 0.0) * sign  # (B, n)
+        X = X + push[..., None] * w_star[:, None, :]
+    y = sign
+    if flip > 0:
+        y = np.where(rng.random((B, n)) < flip, -y, y)
+    return X, y
+
+
+def sample_tasks(rng: np.random.Generator, batch: int, n: int, d: int, *, margin: float = 0.0,
+                 flip: float = 0.0, cov=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Sample a batch of in-context classification tasks (DESIGN.md section 1; chapter 01).
+
+    .. math:: w^* \sim \mathrm{Unif}(S^{d-1}),\quad x_i \sim N(0, \Sigma),\quad
+              y_i = \mathrm{sign}\langle w^*, x_i\rangle
+
+    With the defaults the context is linearly separable through the origin.
+    ``margin``, ``flip`` and ``cov`` are passed to :func:`sample_points`.
+
+    Returns
+    -------
+    X : ndarray of shape (B, n, d)
+    y : ndarray of shape (B, n)
+    w_star : ndarray of shape (B, d), unit rows
+    """
+    w_star = sample_w_star(rng, batch, d)
+    X, y = sample_points(rng, w_star, n, margin=margin, flip=flip, cov=cov)
+    return X, y, w_star
+
+
+def embed(X, y, w0=None) -> np.ndarray:
+    r"""Embed a context and a weight iterate as tokens (columns); DESIGN.md section 2, chapter 04.
+
+    .. math:: Z = \begin{bmatrix} y_1 x_1 & \cdots & y_n x_n & 0 \\ 0 & \cdots & 0 & w_0 \end{bmatrix}
+
+    Parameters
+    ----------
+    X : ndarray of shape (..., n, d)
+    y : ndarray of shape (..., n)
+    w0 : ndarray of shape (..., d) or None (zeros)
+
+    Returns
+    -------
+    Z : ndarray of shape (..., 2d, n + 1)
+    """
+    if w0 is None:
+        _, X, y = check_context(None, X, y)
+        w0 = np.zeros(X.shape[:-2] + X.shape[-1:], dtype=X.dtype)
+    w0, X, y = check_context(w0, X, y)
+    n, d = X.shape[-2:]
+    Z = np.zeros(X.shape[:-2] + (2 * d, n + 1), dtype=X.dtype)
+    Z[..., :d, :n] = np.swapaxes(y[..., None] * X, -1, -2)  # (..., d, n) columns y_i x_i
+    Z[..., d:, n] = w0
+    return Z
+
+
+def read_weights(Z) -> np.ndarray:
+    """Read the weight iterate: the bottom half of the last (query) column.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (..., 2d, N)
+
+    Returns
+    -------
+    w : ndarray of shape (..., d)
+    """
+    Z = as_float("Z", Z, ndim_min=2)
+    D = Z.shape[-2]
+    if D % 2:
+        raise ValueError(f"Z must have an even number of rows D = 2d, got D = {D}")
+    return Z[..., D // 2:, -1].copy()
