@@ -1,0 +1,137 @@
+"""The guided tour behind ``python -m ngdformer``: the identity, the looped model, one figure.
+
+Deterministic from its seed: every random draw goes through one ``np.random.Generator``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from .construction import looped_forward, ngd_weights
+from .metrics import accuracy, cosine, normalized_difference
+from .solvers import gd, max_margin, ngd, ngd_step, normalized_margin
+from .tasks import embed, read_weights, sample_points, sample_tasks
+
+DEPTHS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def construction_error(rng: np.random.Generator, X, y, etas=(0.1, 0.5, 1.0), scales=(0.0, 1.0, 1e3)) -> float:
+    """Largest relative error between one constructed layer and one NGD step over step sizes and |w0| scales."""
+    worst = 0.0
+    for eta in etas:
+        W, V = ngd_weights(X.shape[-1], eta)
+        for scale in scales:
+            w0 = scale * rng.standard_normal(X.shape[:-2] + X.shape[-1:])
+            out = read_weights(looped_forward(embed(X, y, w0), W, V, X.shape[-2], 1))
+            ref = ngd_step(w0, X, y, eta)
+            worst = max(worst, float(np.max(np.linalg.norm(out - ref, axis=-1) / np.linalg.norm(ref, axis=-1))))
+    return worst
+
+
+def depth_table(X, y, w_star, X_test, y_test, eta: float, eta_gd: float, depths=DEPTHS) -> dict:
+    """Per-depth metrics of the looped constructed layer, NGD and GD, averaged over the batch.
+
+    Returns
+    -------
+    dict of arrays of shape (len(depths),): ``diff`` (normalized transformer-NGD difference,
+    worst task), and for each of ``tf``, ``ngd``, ``gd``: ``cos_<m>``, ``margin_<m>`` (normalized
+    margin / max-margin value), ``acc_<m>`` (held-out accuracy).
+    """
+    n, d = X.shape[-2:]
+    W, V = ngd_weights(d, eta)
+    w0 = np.zeros(X.shape[:-2] + (d,))
+    steps = max(depths)
+    traj = {"ngd": ngd(w0, X, y, eta, steps), "gd": gd(w0, X, y, eta_gd, steps)}
+    Z, tf, last = embed(X, y, w0), [], 0
+    for depth in depths:  # loop the layer, reading the query column at each depth
+        Z = looped_forward(Z, W, V, n, depth - last)
+        tf.append(read_weights(Z))
+        last = depth
+    traj["tf"] = np.stack(tf)
+    idx = np.asarray(depths)
+    traj["ngd"], traj["gd"] = traj["ngd"][idx], traj["gd"][idx]
+    gamma_mm = normalized_margin(max_margin(X, y), X, y)  # (B,)
+    table = {"depth": idx, "diff": normalized_difference(traj["tf"], traj["ngd"]).max(axis=-1)}
+    table["diff"][idx == 0] = 0.0  # both start at w0 = 0, whose direction is undefined
+    for key, w in traj.items():
+        table[f"cos_{key}"] = cosine(w, w_star).mean(axis=-1)
+        table[f"margin_{key}"] = (normalized_margin(w, X, y) / gamma_mm).mean(axis=-1)
+        table[f"acc_{key}"] = accuracy(w, X_test, y_test).mean(axis=-1)
+    return table
+
+
+def format_table(table: dict) -> str:
+    """Render :func:`depth_table` as fixed-width text, one row per depth."""
+    head = (f"{'depth':>5} | {'|tf-ngd|':>9} | {'cos(w*) tf / ngd / gd':^23} | "
+            f"{'margin/max tf / ngd / gd':^24} | {'held-out acc tf / ngd / gd':^26}")
+    rows = [head, "-" * len(head)]
+    for k, depth in enumerate(table["depth"]):
+        cell = lambda m: " / ".join(f"{table[f'{m}_{key}'][k]:.3f}" for key in ("tf", "ngd", "gd"))  # noqa: E731
+        rows.append(f"{depth:>5} | {table['diff'][k]:9.1e} | {cell('cos'):^23} | {cell('margin'):^24} | "
+                    f"{cell('acc'):^26}")
+    return "\n".join(rows)
+
+
+def plot_tour(table: dict, path: str) -> None:
+    """Save the tour figure: normalized margin, cosine to w* and transformer-NGD gap over depth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    depth = np.maximum(table["depth"], 0.5)  # depth 0 drawn at 0.5 on the log axis
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for key, style in (("tf", "-o"), ("ngd", "--"), ("gd", ":")):
+        label = {"tf": "looped transformer", "ngd": "NGD", "gd": "GD"}[key]
+        axes[0].plot(depth, table[f"margin_{key}"], style, label=label)
+        axes[1].plot(depth, table[f"cos_{key}"], style, label=label)
+    axes[0].axhline(1.0, color="gray", lw=0.8)  # the max-margin value
+    axes[0].set(xscale="log", xlabel="depth (loops / steps)", ylabel="normalized margin / max-margin value",
+                title="Margin: NGD is fast, GD is slow")
+    axes[1].set(xscale="log", xlabel="depth", ylabel="cosine to w*", title="Direction of the iterate")
+    axes[2].semilogy(depth[1:], np.maximum(table["diff"][1:], 1e-17), "-o")
+    axes[2].set(xscale="log", xlabel="depth", ylabel="||u/|u| - v/|v|||", title="Transformer vs NGD (round-off)")
+    for ax in axes[:2]:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_tour(*, seed: int = 0, batch: int = 64, n: int = 40, d: int = 10, eta: float = 0.25,
+             eta_gd: float = 0.25, out: str = "out", train: bool = True, quiet: bool = False) -> dict:
+    """Run the whole tour, print its tables, save ``<out>/tour.png``; return the measured numbers."""
+    start = time.perf_counter()
+    say = (lambda *a: None) if quiet else print
+    rng = np.random.default_rng(seed)
+    X, y, w_star = sample_tasks(rng, batch, n, d)
+    X_test, y_test = sample_points(rng, w_star, 1000)
+    say(f"ngdformer tour (seed {seed}): {batch} tasks, n = {n} examples in d = {d} dimensions, tokens Z of shape "
+        f"({batch}, {2 * d}, {n + 1})\n")
+    err = construction_error(rng, X, y)
+    say("1. One attention layer with W*, V* = one NGD step (eta in {0.1, 0.5, 1}, |w0| in {0, ~3, ~3e3}):")
+    say(f"   largest relative error {err:.1e}\n")
+    table = depth_table(X, y, w_star, X_test, y_test, eta, eta_gd)
+    say(f"2. Looping the layer (eta = {eta}) against NGD (eta = {eta}) and GD on the logistic loss (eta = {eta_gd}),")
+    say("   mean over tasks; |tf-ngd| is the largest normalized difference over tasks:")
+    say(format_table(table) + "\n")
+    results = {"construction_error": err, "table": table}
+    if train:
+        results["training"] = _training_stage(rng, out, quiet)
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "tour.png")
+    plot_tour(table, path)
+    results["seconds"] = time.perf_counter() - start
+    say(f"Figure saved to {path}. Tour finished in {results['seconds']:.1f} s.")
+    return results
+
+
+def _training_stage(rng, out, quiet):
+    try:
+        from .train_cli import tour_training_stage
+    except ImportError:  # the training module is optional for the tour
+        return None
+    return tour_training_stage(rng, out, quiet=quiet)
