@@ -75,7 +75,7 @@ def exp_log_loss(w, X, y) -> np.ndarray:
     Plain GD on this function is exactly NGD on the exponential loss (chapter 02).
     """
     m = margins(w, X, y)
-    return logsumexp(-m, axis=-1) - np.log(m.shape[-1])
+    return logsumexp(-m, axis=-1) - float(np.log(m.shape[-1]))  # a Python float keeps float32 inputs float32
 
 
 def exp_loss_grad(w, X, y) -> np.ndarray:
