@@ -1,0 +1,120 @@
+"""Task sampling and the token embedding: determinism, every option, shapes and ties."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ngdformer import embed, read_weights, sample_points, sample_tasks, sample_w_star
+
+
+def test_same_seed_same_tasks_bit_for_bit():
+    for kw in ({}, {"margin": 0.3}, {"flip": 0.1}, {"cov": np.diag([1.0, 2.0, 0.5])}):
+        a = sample_tasks(np.random.default_rng(11), 4, 7, 3, **kw)
+        b = sample_tasks(np.random.default_rng(11), 4, 7, 3, **kw)
+        c = sample_tasks(np.random.default_rng(12), 4, 7, 3, **kw)
+        for u, v, z in zip(a, b, c):
+            assert u.dtype == np.float64
+            assert np.array_equal(u, v)  # bit for bit
+            assert not np.array_equal(u, z)
+
+
+def test_shapes_unit_w_star_and_labels_are_signs():
+    X, y, w_star = sample_tasks(np.random.default_rng(0), 5, 9, 4)
+    assert X.shape == (5, 9, 4) and y.shape == (5, 9) and w_star.shape == (5, 4)
+    np.testing.assert_allclose(np.linalg.norm(w_star, axis=-1), 1.0, rtol=1e-14)
+    s = np.einsum("bnd,bd->bn", X, w_star)
+    assert np.array_equal(y, np.where(s >= 0, 1.0, -1.0))
+    assert np.all(y * s >= 0)  # separable through the origin by w_star
+
+
+def test_w_star_is_uniform_on_the_sphere():
+    w = sample_w_star(np.random.default_rng(1), 20000, 3)
+    np.testing.assert_allclose(np.linalg.norm(w, axis=-1), 1.0, rtol=1e-14)
+    # uniform on S^2: mean 0 and second moment I/3 (std of each estimate ~ 0.004 and 0.002)
+    assert np.max(np.abs(w.mean(axis=0))) < 0.02
+    np.testing.assert_allclose(w.T @ w / len(w), np.eye(3) / 3, atol=0.01)
+
+
+@pytest.mark.parametrize("margin", [0.1, 0.5, 2.0])
+def test_margin_pushes_every_point(margin):
+    X, y, w_star = sample_tasks(np.random.default_rng(2), 8, 50, 3, margin=margin)
+    s = np.einsum("bnd,bd->bn", X, w_star)
+    assert np.all(np.abs(s) >= margin - 1e-12)
+    assert np.array_equal(y, np.where(s >= 0, 1.0, -1.0))  # pushing never changes the side
+    assert np.any(np.abs(np.abs(s) - margin) < 1e-12)  # some points were pushed to exactly the margin
+    X0, _, _ = sample_tasks(np.random.default_rng(2), 8, 50, 3)  # same draws before the push
+    keep = np.abs(np.einsum("bnd,bd->bn", X0, w_star)) >= margin
+    np.testing.assert_array_equal(X[keep], X0[keep])  # points already outside are untouched
+
+
+@pytest.mark.parametrize("flip", [0.05, 0.2, 0.45])
+def test_flip_noise_flips_about_the_requested_fraction(flip):
+    B, n = 100, 100
+    X, y, w_star = sample_tasks(np.random.default_rng(3), B, n, 4, flip=flip)
+    clean = np.where(np.einsum("bnd,bd->bn", X, w_star) >= 0, 1.0, -1.0)
+    frac = np.mean(y != clean)
+    sd = np.sqrt(flip * (1 - flip) / (B * n))
+    assert abs(frac - flip) < 5 * sd  # binomial, 5 standard deviations, fixed seed
+
+
+def test_covariance_is_the_requested_one():
+    A = np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.2, 0.0, 0.7]])
+    cov = A @ A.T
+    X, _, _ = sample_tasks(np.random.default_rng(4), 200, 500, 3, cov=cov)
+    x = X.reshape(-1, 3)  # 1e5 samples: each entry's standard error is below 0.01
+    np.testing.assert_allclose(x.T @ x / len(x), cov, atol=0.03)
+    assert np.max(np.abs(x.mean(axis=0))) < 0.02
+
+
+def test_singular_covariance_is_allowed():
+    cov = np.diag([1.0, 0.0])  # PSD, not PD: x lives on the first axis
+    X, y, _ = sample_tasks(np.random.default_rng(5), 3, 20, 2, cov=cov)
+    assert np.all(np.isfinite(X)) and np.max(np.abs(X[..., 1])) < 1e-4
+
+
+def test_tie_counts_as_plus_one():
+    X, y = sample_points(np.random.default_rng(6), np.zeros((2, 3)), 5)  # w_star = 0: every point on the boundary
+    assert np.all(np.isfinite(X))
+    assert np.array_equal(y, np.ones((2, 5)))
+
+
+def test_sample_points_are_fresh_points_of_the_same_tasks():
+    rng = np.random.default_rng(7)
+    X, y, w_star = sample_tasks(rng, 3, 10, 4)
+    Xt, yt = sample_points(rng, w_star, 25)
+    assert Xt.shape == (3, 25, 4) and yt.shape == (3, 25)
+    assert np.array_equal(yt, np.where(np.einsum("bnd,bd->bn", Xt, w_star) >= 0, 1.0, -1.0))
+    assert not np.array_equal(Xt[:, :10], X)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), B=st.integers(1, 3), n=st.integers(1, 6), d=st.integers(1, 4))
+def test_embed_layout_and_read_weights(seed, B, n, d):
+    rng = np.random.default_rng(seed)
+    X, y, _ = sample_tasks(rng, B, n, d)
+    w0 = rng.standard_normal((B, d))
+    Z = embed(X, y, w0)
+    assert Z.shape == (B, 2 * d, n + 1) and Z.dtype == np.float64
+    for b in range(B):  # the layout of DESIGN.md section 2, entry by entry
+        for i in range(n):
+            np.testing.assert_array_equal(Z[b, :d, i], y[b, i] * X[b, i])
+            np.testing.assert_array_equal(Z[b, d:, i], 0.0)
+        np.testing.assert_array_equal(Z[b, :d, n], 0.0)
+        np.testing.assert_array_equal(Z[b, d:, n], w0[b])
+    np.testing.assert_array_equal(read_weights(Z), w0)
+    np.testing.assert_array_equal(embed(X, y), embed(X, y, np.zeros((B, d))))  # default w0 = 0
+    np.testing.assert_array_equal(embed(X[0], y[0], w0[0]), Z[0])  # no batch dimension
+    assert embed(X.astype(np.float32), y, w0.astype(np.float32)).dtype == np.float64  # y float64 promotes
+    assert embed(*(a.astype(np.float32) for a in (X, y, w0))).dtype == np.float32
+
+
+def test_functions_do_not_mutate_their_inputs():
+    X, y, w_star = sample_tasks(np.random.default_rng(8), 2, 5, 3)
+    copies = [a.copy() for a in (X, y, w_star)]
+    Z = embed(X, y, w_star)
+    w = read_weights(Z)
+    w += 1.0  # read_weights returns a copy, not a view into Z
+    np.testing.assert_array_equal(read_weights(Z), w_star)
+    sample_points(np.random.default_rng(0), w_star, 4, margin=0.5)
+    for a, c in zip((X, y, w_star), copies):
+        np.testing.assert_array_equal(a, c)
