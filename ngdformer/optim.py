@@ -1,0 +1,143 @@
+r"""Optimizers by hand: SGD with momentum and Adam as pure functions with explicit state (chapter 06).
+
+Parameters and gradients are tuples of arrays (for example ``(W, V)``). An update
+returns new arrays and a new state; nothing is modified in place, so a training
+loop reads ``params, state = adam_update(params, grads, state, lr=1e-2)``.
+
+.. math::
+    \text{SGD:}\quad v_t = \mu v_{t-1} + g_t,\qquad \theta_t = \theta_{t-1} - \alpha v_t
+
+    \text{Adam:}\quad m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
+    s_t = \beta_2 s_{t-1} + (1-\beta_2) g_t^2,\quad
+    \theta_t = \theta_{t-1} - \alpha\,\frac{m_t / (1-\beta_1^t)}{\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .checks import as_float, check_positive
+
+
+class SGDState(NamedTuple):
+    """State of :func:`sgd_update`: one velocity array per parameter."""
+
+    velocity: tuple
+
+
+class AdamState(NamedTuple):
+    """State of :func:`adam_update`: step count and the two moment estimates, one array per parameter."""
+
+    step: int
+    m: tuple  # first moments
+    s: tuple  # second moments (uncentred)
+
+
+class Optimizer(NamedTuple):
+    """An optimizer as a pair of pure functions: ``init(params) -> state``, ``update(params, grads, state)``."""
+
+    init: Callable
+    update: Callable
+
+
+def _check_params(params, grads=None) -> tuple:
+    params = tuple(as_float(f"params[{k}]", p) for k, p in enumerate(params))
+    if grads is None:
+        return params
+    grads = tuple(as_float(f"grads[{k}]", g) for k, g in enumerate(grads))
+    if len(grads) != len(params) or any(g.shape != p.shape for p, g in zip(params, grads)):
+        raise ValueError(f"grads shapes {[g.shape for g in grads]} do not match params shapes "
+                         f"{[p.shape for p in params]}")
+    return params, grads
+
+
+def _check_fraction(name: str, value) -> None:
+    check_positive(name, value, allow_zero=True)
+    if value >= 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+
+
+def sgd_init(params) -> SGDState:
+    """Zero velocities, one per parameter array."""
+    return SGDState(tuple(np.zeros_like(p) for p in _check_params(params)))
+
+
+def sgd_update(params, grads, state: SGDState, *, lr: float, momentum: float = 0.0) -> tuple[tuple, SGDState]:
+    r"""One SGD step with heavy-ball momentum, :math:`v \leftarrow \mu v + g,\ \theta \leftarrow \theta - \alpha v`.
+
+    With ``momentum = 0`` this is plain gradient descent :math:`\theta \leftarrow \theta - \alpha g`.
+
+    Parameters
+    ----------
+    params, grads : tuples of ndarrays, matching shapes
+    state : SGDState from :func:`sgd_init` or a previous update
+    lr : float > 0, the step size :math:`\alpha`
+    momentum : float in [0, 1), :math:`\mu`
+
+    Returns
+    -------
+    params : tuple of new arrays
+    state : SGDState
+    """
+    check_positive("lr", lr)
+    _check_fraction("momentum", momentum)
+    params, grads = _check_params(params, grads)
+    velocity = tuple(momentum * v + g for v, g in zip(state.velocity, grads))
+    return tuple(p - lr * v for p, v in zip(params, velocity)), SGDState(velocity)
+
+
+def adam_init(params) -> AdamState:
+    """Step 0 and zero moments, one pair per parameter array."""
+    params = _check_params(params)
+    return AdamState(0, tuple(np.zeros_like(p) for p in params), tuple(np.zeros_like(p) for p in params))
+
+
+def adam_update(params, grads, state: AdamState, *, lr: float, beta1: float = 0.9, beta2: float = 0.999,
+                eps: float = 1e-8) -> tuple[tuple, AdamState]:
+    r"""One Adam step (Kingma & Ba 2015, Algorithm 1) with bias-corrected moments.
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad s_t = \beta_2 s_{t-1} + (1-\beta_2) g_t^2,\quad
+        \theta_t = \theta_{t-1} - \alpha\,\hat m_t / (\sqrt{\hat s_t} + \epsilon),\quad
+        \hat m_t = \frac{m_t}{1-\beta_1^t},\ \hat s_t = \frac{s_t}{1-\beta_2^t}
+
+    An entry whose gradient has always been exactly zero never moves (0 / (0 + eps) = 0).
+
+    Parameters
+    ----------
+    params, grads : tuples of ndarrays, matching shapes
+    state : AdamState from :func:`adam_init` or a previous update
+    lr : float > 0, :math:`\alpha`
+    beta1, beta2 : floats in [0, 1)
+    eps : float > 0
+
+    Returns
+    -------
+    params : tuple of new arrays
+    state : AdamState
+    """
+    check_positive("lr", lr)
+    check_positive("eps", eps)
+    _check_fraction("beta1", beta1)
+    _check_fraction("beta2", beta2)
+    params, grads = _check_params(params, grads)
+    t = state.step + 1
+    m = tuple(beta1 * m + (1 - beta1) * g for m, g in zip(state.m, grads))
+    s = tuple(beta2 * s + (1 - beta2) * g * g for s, g in zip(state.s, grads))
+    c1, c2 = 1 - beta1 ** t, 1 - beta2 ** t  # bias corrections
+    new = tuple(p - lr * (mk / c1) / (np.sqrt(sk / c2) + eps) for p, mk, sk in zip(params, m, s))
+    return new, AdamState(t, m, s)
+
+
+def make_optimizer(name: str, **hyper) -> Optimizer:
+    """``make_optimizer("adam", lr=1e-2)`` or ``make_optimizer("sgd", lr=0.1, momentum=0.9)``.
+
+    Returns an :class:`Optimizer` whose ``update(params, grads, state)`` has the hyper-parameters bound.
+    """
+    if name == "adam":
+        return Optimizer(adam_init, lambda p, g, st: adam_update(p, g, st, **hyper))
+    if name == "sgd":
+        return Optimizer(sgd_init, lambda p, g, st: sgd_update(p, g, st, **hyper))
+    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")

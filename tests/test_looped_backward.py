@@ -1,0 +1,89 @@
+"""Backpropagation through L stacked or looped layers against central differences (DESIGN.md section 3).
+
+For L = 1..4, stacked (one (W, V) per layer) and looped (one shared (W, V), gradients added
+over the applications), full layer and query-only, with and without self-attention.
+"""
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ngdformer import (assert_gradients_close, check_directions, looped_backward, looped_forward,
+                       looped_forward_with_cache, numeric_jacobian, stack_backward, stack_forward)
+
+shapes = st.fixed_dictionaries({
+    "seed": st.integers(0, 2**32 - 1), "L": st.integers(1, 4), "d": st.integers(1, 3), "n": st.integers(1, 4),
+    "B": st.integers(1, 2), "query_only": st.booleans(), "attend_self": st.booleans()})
+
+
+def _setup(s, tiny=False):
+    rng = np.random.default_rng(s["seed"])
+    d, n = (1, min(s["n"], 2)) if tiny else (s["d"], s["n"])
+    D, N = 2 * d, n + 1
+    Z = rng.standard_normal((s["B"], D, N))
+    layers = [(0.5 * rng.standard_normal((D, D)), 0.5 * rng.standard_normal((D, D))) for _ in range(s["L"])]
+    G = rng.standard_normal(Z.shape)  # upstream gradient: f = sum(G * out)
+    kw = {"query_only": s["query_only"], "attend_self": s["attend_self"]}
+    return rng, Z, layers, G, n, kw
+
+
+@given(shapes)
+def test_stacked_backward_matches_finite_differences(s):
+    rng, Z, layers, G, n, kw = _setup(s)
+    out, caches = stack_forward(Z, layers, n, **kw)
+    dZ, grads = stack_backward(G, caches)
+    f_of_Z = lambda z: np.sum(G * stack_forward(z, layers, n, **kw)[0])  # noqa: E731
+    assert_gradients_close(*check_directions(f_of_Z, Z, dZ, rng, 2), "stacked dZ")
+    for k, ((W, V), (dW, dV)) in enumerate(zip(layers, grads)):
+        def f(W_k, V_k, k=k):
+            new = layers[:k] + [(W_k, V_k)] + layers[k + 1:]
+            return np.sum(G * stack_forward(Z, new, n, **kw)[0])
+        assert_gradients_close(*check_directions(lambda w: f(w, V), W, dW, rng, 2), f"stacked dW[{k}]")
+        assert_gradients_close(*check_directions(lambda v: f(W, v), V, dV, rng, 2), f"stacked dV[{k}]")
+
+
+@given(shapes)
+def test_looped_backward_matches_finite_differences(s):
+    rng, Z, layers, G, n, kw = _setup(s)
+    W, V = layers[0]
+    L = s["L"]
+    out, caches = looped_forward_with_cache(Z, W, V, n, L, **kw)
+    np.testing.assert_allclose(out, looped_forward(Z, W, V, n, L, **kw), rtol=1e-13, atol=1e-13)
+    dZ, dW, dV = looped_backward(G, caches)
+    f = lambda z, w, v: np.sum(G * looped_forward(z, w, v, n, L, **kw))  # noqa: E731
+    assert_gradients_close(*check_directions(lambda z: f(z, W, V), Z, dZ, rng, 2), "looped dZ")
+    assert_gradients_close(*check_directions(lambda w: f(Z, w, V), W, dW, rng, 2), "looped dW")
+    assert_gradients_close(*check_directions(lambda v: f(Z, W, v), V, dV, rng, 2), "looped dV")
+
+
+@given(shapes)
+def test_looped_backward_full_jacobian_at_tiny_shapes(s):
+    _, Z, layers, _, n, kw = _setup(s, tiny=True)
+    W, V = layers[0]
+    L = s["L"]
+    Z = Z[..., : n + 1]
+    F = lambda z, w, v: looped_forward(z, w, v, n, L, **kw)  # noqa: E731
+    out, caches = looped_forward_with_cache(Z, W, V, n, L, **kw)
+    for name, x, Fx in (("Z", Z, lambda z: F(z, W, V)), ("W", W, lambda w: F(Z, w, V)), ("V", V, lambda v: F(Z, W, v))):
+        J = numeric_jacobian(Fx, x)  # out.shape + x.shape
+        for idx in np.ndindex(out.shape):  # one upstream unit vector per output entry: the rows of J
+            e = np.zeros(out.shape)
+            e[idx] = 1.0
+            grads = dict(zip("ZWV", looped_backward(e, caches)))
+            assert_gradients_close(J[idx], grads[name], f"Jacobian row {idx} wrt {name}")
+
+
+def test_looped_equals_stacked_with_shared_weights():
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((3, 4, 5))
+    W, V = 0.5 * rng.standard_normal((4, 4)), 0.5 * rng.standard_normal((4, 4))
+    G = rng.standard_normal(Z.shape)
+    out_l, caches_l = looped_forward_with_cache(Z, W, V, 4, 3)
+    out_s, caches_s = stack_forward(Z, [(W, V)] * 3, 4)
+    np.testing.assert_array_equal(out_l, out_s)
+    dZ, dW, dV = looped_backward(G, caches_l)
+    dZ_s, grads = stack_backward(G, caches_s)
+    np.testing.assert_array_equal(dZ, dZ_s)
+    np.testing.assert_allclose(dW, sum(g[0] for g in grads), rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(dV, sum(g[1] for g in grads), rtol=1e-14, atol=1e-14)
+    assert not np.allclose(dW, grads[0][0])  # every application contributes, not only one
