@@ -1,0 +1,158 @@
+r"""A looped model trained from scratch by backpropagation through its loops (DESIGN.md section 4; chapter 07).
+
+One shared layer (W, V) is applied L times to :math:`Z_0 = \mathrm{embed}(X, y, w_0)`; the
+iterate :math:`w_L` is read from the query column and scored on an end task:
+
+.. math::
+    \text{"w\_star":}\quad J = \frac1B\sum_b \tfrac12 \|w_L^{(b)} - w^{*(b)}\|^2, \qquad
+    \text{"logistic":}\quad J = \frac1B\sum_b \frac1{n_q}\sum_j \log(1 + e^{-\tilde y_j \langle w_L^{(b)}, \tilde x_j\rangle})
+
+with :math:`(\tilde x_j, \tilde y_j)` fresh query points of the same task. Nothing tells the
+model to do NGD; the paper's Fig. 5 tracks whether :math:`W_{12} \to -c_1 I` and
+:math:`V_{21} \to c_2 I` anyway. From a random start the context columns are not inert,
+so the full layer (every column a query) is used.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .checks import check_positive
+from .construction import looped_backward, looped_forward_with_cache
+from .losses import sigmoid
+from .optim import make_optimizer
+from .tasks import embed, sample_points, sample_tasks
+from .training import Progress, block, coefficients, init_weights, off_identity
+
+OBJECTIVES = ("w_star", "logistic")
+
+
+def end_loss(w, objective: str, w_star=None, X_query=None, y_query=None) -> tuple[float, np.ndarray]:
+    r"""End-task loss of the final iterates and its gradient :math:`\partial J / \partial w_L`.
+
+    Parameters
+    ----------
+    w : ndarray of shape (B, d), the model's iterates :math:`w_L`
+    objective : ``"w_star"`` (needs ``w_star`` (B, d)) or ``"logistic"``
+        (needs ``X_query`` (B, n_q, d), ``y_query`` (B, n_q))
+
+    Returns
+    -------
+    J : float, averaged over the batch
+    dw : ndarray of shape (B, d)
+    """
+    B = w.shape[0]
+    if objective == "w_star":
+        r = w - w_star  # (B, d)
+        return 0.5 * float(np.sum(r * r)) / B, r / B
+    if objective == "logistic":
+        m = y_query * np.einsum("bnd,bd->bn", X_query, w)  # (B, n_q) margins on the query points
+        J = float(np.mean(np.logaddexp(0.0, -m)))
+        dm = -sigmoid(-m) / m.size  # dJ/dm
+        return J, np.einsum("bn,bnd->bd", dm * y_query, X_query)
+    raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+
+
+def looped_loss(W, V, Z, loops: int, objective: str, **targets) -> tuple[float, np.ndarray, np.ndarray]:
+    r"""End-task loss of the L-loop model and its gradients with respect to the shared weights.
+
+    Forward: :math:`Z_L = f^{\circ L}(Z_0)`, :math:`w_L = (Z_L)_{d:, N}`; backward through the loops
+    with :func:`ngdformer.looped_backward` (each application's dW, dV added up).
+
+    Parameters
+    ----------
+    W, V : ndarray of shape (D, D)
+    Z : ndarray of shape (B, D, N)
+    loops : int >= 1
+    objective, **targets : see :func:`end_loss`
+
+    Returns
+    -------
+    J : float
+    dW, dV : ndarray of shape (D, D)
+    """
+    D, N = Z.shape[-2:]
+    ZL, caches = looped_forward_with_cache(Z, W, V, N - 1, loops)
+    J, dw = end_loss(ZL[..., D // 2:, -1], objective, **targets)
+    dZL = np.zeros_like(ZL)
+    dZL[..., D // 2:, -1] = dw
+    _, dW, dV = looped_backward(dZL, caches)
+    return J, dW, dV
+
+
+def looped_batch(rng: np.random.Generator, batch: int, n: int, d: int, objective: str, *, sigma0: float = 0.0,
+                 n_query: int | None = None) -> tuple[np.ndarray, dict]:
+    """Draw tasks, embed them with :math:`w_0 \\sim N(0, \\sigma_0^2 I)`, and the targets for ``objective``.
+
+    Returns
+    -------
+    Z : ndarray of shape (B, 2d, n + 1)
+    targets : dict for :func:`end_loss`: ``w_star`` (B, d), or ``X_query`` (B, n_q, d) and ``y_query`` (B, n_q)
+    """
+    X, y, w_star = sample_tasks(rng, batch, n, d)
+    w0 = sigma0 * rng.standard_normal((batch, d))
+    if objective == "w_star":
+        return embed(X, y, w0), {"w_star": w_star}
+    if objective == "logistic":
+        Xq, yq = sample_points(rng, w_star, n if n_query is None else n_query)
+        return embed(X, y, w0), {"X_query": Xq, "y_query": yq}
+    raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+
+
+def train_looped(rng: np.random.Generator, *, n: int, d: int, loops: int, steps: int, objective: str = "w_star",
+                 batch: int = 64, lr: float = 1e-2, optimizer: str = "adam", init_scale: float = 0.1,
+                 sigma0: float = 0.0, n_query: int | None = None, momentum: float = 0.0,
+                 quiet: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    r"""Train a looped model (one shared layer, ``loops`` applications) from a small random start (chapter 07).
+
+    Every step draws ``batch`` fresh tasks from ``rng``, starts the iterate at
+    :math:`w_0 \sim N(0, \sigma_0^2 I)` (default :math:`w_0 = 0`), runs the full layer
+    ``loops`` times and backpropagates the end loss (:func:`looped_loss`) through all of
+    them. All eight blocks of W and V are trained.
+
+    Parameters
+    ----------
+    rng : np.random.Generator, the only source of randomness
+    n, d : int
+    loops : int >= 1, L
+    steps : int >= 0, optimizer steps
+    objective : ``"w_star"`` or ``"logistic"`` (see module docstring)
+    batch : int, tasks per step
+    lr, optimizer, momentum : see :func:`ngdformer.optim.make_optimizer`
+    init_scale : float > 0, entries of the start are N(0, init_scale^2)
+    sigma0 : float >= 0, scale of the starting iterate
+    n_query : int, fresh points per task for ``"logistic"`` (default n)
+    quiet : bool, silence the progress line
+
+    Returns
+    -------
+    W, V : ndarray of shape (2d, 2d)
+    history : dict of ndarrays of shape (steps,): ``loss`` (batch loss before update t), and after
+        update t: ``c1``, ``c2`` (:func:`ngdformer.training.coefficients`), ``w12_off``, ``v21_off``
+        (:func:`ngdformer.training.off_identity` of :math:`W_{12}` and :math:`V_{21}`); ``seconds``.
+    """
+    for name, value in (("n", n), ("d", d), ("batch", batch), ("loops", loops)):
+        check_positive(name, value, integer=True)
+    check_positive("steps", steps, integer=True, allow_zero=True)
+    check_positive("sigma0", sigma0, allow_zero=True)
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    opt = make_optimizer(optimizer, **({"lr": lr} if optimizer == "adam" else {"lr": lr, "momentum": momentum}))
+    theta = init_weights(rng, d, "random", init_scale)
+    state = opt.init(theta)
+    hist = {key: np.zeros(steps) for key in ("loss", "c1", "c2", "w12_off", "v21_off")}
+    progress = Progress(steps, f"looped L={loops}", quiet)
+    start = time.perf_counter()
+    for t in range(steps):
+        Z, targets = looped_batch(rng, batch, n, d, objective, sigma0=sigma0, n_query=n_query)
+        J, dW, dV = looped_loss(*theta, Z, loops, objective, **targets)
+        theta, state = opt.update(theta, (dW, dV), state)
+        W, V = theta
+        hist["loss"][t] = J
+        hist["c1"][t], hist["c2"][t] = coefficients(W, V)
+        hist["w12_off"][t], hist["v21_off"][t] = off_identity(block(W, "12")), off_identity(block(V, "21"))
+        progress(t, J)
+    hist["seconds"] = time.perf_counter() - start
+    return theta[0], theta[1], hist

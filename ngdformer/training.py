@@ -1,0 +1,219 @@
+r"""Training one attention layer by hand on one-step NGD supervision (DESIGN.md section 4; chapter 06).
+
+Each step draws fresh tasks and starting iterates :math:`w_0 \sim N(0, \sigma_0^2 I_d)` from the
+generator, embeds them as :math:`Z_0`, and fits the query column of one layer to the NGD target:
+
+.. math:: J(W, V) = \frac{1}{B}\sum_b \tfrac12 \big\| f(Z_0^{(b)})_{:, N} - [0;\ w_0^{(b)} +
+          \eta \textstyle\sum_i p_i(w_0^{(b)}) y_i x_i] \big\|^2
+
+The loss reads only the query column, so the forward pass is ``query_only``. The task
+excites only the blocks :math:`W_{12}, V_{11}, V_{21}` (row block first, 1 = top half);
+the other five get exactly zero gradient. ``params="blocks"`` trains just those three
+d x d blocks. Glossary: :math:`c_1 = -\mathrm{tr}(W_{12})/d`, :math:`c_2 = \mathrm{tr}(V_{21})/d`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .attention import attention_backward, attention_forward
+from .checks import check_positive
+from .construction import ngd_weights
+from .optim import make_optimizer
+from .solvers import ngd_step
+from .tasks import embed, sample_tasks
+
+EXCITED = ("W12", "V11", "V21")  # the blocks one-step supervision can move
+
+
+def block(M, name_or_index, d: int | None = None) -> np.ndarray:
+    """The d x d block ``"12"`` (top-right) etc. of a (..., 2d, 2d) matrix; ``name`` like ``"W12"`` also works."""
+    rc = str(name_or_index)[-2:]
+    d = M.shape[-1] // 2 if d is None else d
+    r, c = int(rc[0]) - 1, int(rc[1]) - 1
+    return M[..., r * d:(r + 1) * d, c * d:(c + 1) * d]
+
+
+def from_blocks(blocks, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full (2d, 2d) ``W, V`` from the excited blocks ``(W12, V11, V21)``, every other block zero."""
+    W, V = np.zeros((2 * d, 2 * d)), np.zeros((2 * d, 2 * d))
+    W[:d, d:], V[:d, :d], V[d:, :d] = blocks
+    return W, V
+
+
+def to_blocks(W, V) -> tuple:
+    """The excited blocks ``(W12, V11, V21)`` of full ``W, V`` (copies)."""
+    return block(W, "12").copy(), block(V, "11").copy(), block(V, "21").copy()
+
+
+def coefficients(W, V) -> tuple[float, float]:
+    r""":math:`c_1 = -\mathrm{tr}(W_{12})/d` (score scale) and :math:`c_2 = \mathrm{tr}(V_{21})/d` (step size).
+
+    For the construction :func:`ngdformer.ngd_weights` ``(d, eta)`` they are 1 and eta.
+    """
+    d = W.shape[-1] // 2
+    return float(-np.trace(block(W, "12")) / d), float(np.trace(block(V, "21")) / d)
+
+
+def off_identity(M) -> float:
+    r"""How far a square matrix is from a multiple of the identity: :math:`\|M - \tfrac{\mathrm{tr} M}{d} I\|_F / \|M\|_F`.
+
+    0 for :math:`cI`, about 1 for a random matrix; 0 for the zero matrix.
+    """
+    M = np.asarray(M, dtype=float)
+    norm = np.linalg.norm(M)
+    resid = M - np.trace(M) / M.shape[-1] * np.eye(M.shape[-1])
+    return float(np.linalg.norm(resid) / norm) if norm > 0 else 0.0
+
+
+def distance_to_construction(W, V, eta: float) -> float:
+    r"""Relative distance :math:`\sqrt{\|W - W^*\|_F^2 + \|V - V^*\|_F^2} / \sqrt{\|W^*\|_F^2 + \|V^*\|_F^2}`."""
+    return _rel((W, V), ngd_weights(np.shape(W)[-1] // 2, eta))
+
+
+def one_step_batch(rng: np.random.Generator, batch: int, n: int, d: int, eta: float,
+                   sigma0: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    r"""Draw a training batch: tokens :math:`Z_0` and the query-column targets :math:`[0;\ \mathrm{NGD}_\eta(w_0)]`.
+
+    Returns
+    -------
+    Z : ndarray of shape (B, 2d, n + 1), tasks from :func:`ngdformer.sample_tasks`, :math:`w_0 \sim N(0, \sigma_0^2 I)`
+    target : ndarray of shape (B, 2d)
+    """
+    X, y, _ = sample_tasks(rng, batch, n, d)
+    w0 = sigma0 * rng.standard_normal((batch, d))
+    target = np.zeros((batch, 2 * d))
+    target[:, d:] = ngd_step(w0, X, y, eta)
+    return embed(X, y, w0), target
+
+
+def one_step_loss(W, V, Z, target) -> tuple[float, np.ndarray, np.ndarray]:
+    r"""One-step supervision loss and its gradients (chapter 06).
+
+    .. math:: J = \frac1B \sum_b \tfrac12\|o_b - t_b\|^2,\qquad o = f(Z)_{:, N},\qquad
+              \frac{\partial J}{\partial o_b} = (o_b - t_b)/B
+
+    Parameters
+    ----------
+    W, V : ndarray of shape (D, D)
+    Z : ndarray of shape (B, D, N), context in the first N - 1 columns
+    target : ndarray of shape (B, D)
+
+    Returns
+    -------
+    J : float
+    dW, dV : ndarray of shape (D, D)
+    """
+    B, N = Z.shape[0], Z.shape[-1]
+    out, cache = attention_forward(Z, W, V, N - 1, query_only=True)
+    r = out[..., -1] - target  # (B, D) residual of the query column
+    dout = np.zeros_like(out)
+    dout[..., -1] = r / B
+    _, dW, dV = attention_backward(dout, cache)
+    return 0.5 * float(np.sum(r * r)) / B, dW, dV
+
+
+class Progress:
+    """Prints ``step, loss, steps/s`` at most every ``every`` seconds (and at the last step) unless ``quiet``."""
+
+    def __init__(self, total: int, label: str, quiet: bool = False, every: float = 2.0):
+        self.total, self.label, self.quiet, self.every = total, label, quiet, every
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, step: int, loss: float) -> None:
+        now = time.perf_counter()
+        if self.quiet or (now - self.last < self.every and step + 1 < self.total):
+            return
+        self.last = now
+        rate = (step + 1) / max(now - self.start, 1e-9)
+        print(f"  [{self.label}] step {step + 1:>6}/{self.total}  loss {loss:.3e}  {rate:7.1f} steps/s", flush=True)
+
+
+def init_weights(rng: np.random.Generator, d: int, init: str = "zeros", init_scale: float = 0.1):
+    """Starting ``W, V`` of shape (2d, 2d): ``"zeros"``, or ``"random"`` with i.i.d. N(0, init_scale^2) entries."""
+    if init == "zeros":
+        return np.zeros((2 * d, 2 * d)), np.zeros((2 * d, 2 * d))
+    if init == "random":
+        check_positive("init_scale", init_scale)
+        return init_scale * rng.standard_normal((2 * d, 2 * d)), init_scale * rng.standard_normal((2 * d, 2 * d))
+    raise ValueError(f"init must be 'zeros' or 'random', got {init!r}")
+
+
+def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float, steps: int, batch: int = 256,
+                         lr: float = 1e-2, optimizer: str = "adam", init: str = "zeros", sigma0: float = 1.0,
+                         params: str = "full", init_scale: float = 0.1, momentum: float = 0.0,
+                         quiet: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    r"""Train one attention layer to perform one NGD step (DESIGN.md section 4; chapter 06, paper Figs. 3-4).
+
+    Every step draws ``batch`` fresh tasks and :math:`w_0 \sim N(0, \sigma_0^2 I_d)` from ``rng``
+    (no fixed pool), computes :func:`one_step_loss` and its hand-written gradient, and applies
+    the hand-written optimizer. The fixed point is :math:`(W^*, V^*)` = :func:`ngdformer.ngd_weights` ``(d, eta)``.
+
+    Parameters
+    ----------
+    rng : np.random.Generator, the only source of randomness (tasks, w0, random init)
+    n, d : int, context size and input dimension
+    eta : float > 0, the NGD step the layer is taught
+    steps : int >= 0, optimizer steps
+    batch : int, tasks per step
+    lr : float, learning rate
+    optimizer : ``"adam"`` (default) or ``"sgd"`` (with ``momentum``)
+    init : ``"zeros"`` or ``"random"`` (entries N(0, init_scale^2) in all eight blocks)
+    sigma0 : float >= 0, scale of the starting iterate
+    params : ``"full"`` trains the whole (2d, 2d) ``W`` and ``V``; ``"blocks"`` trains only
+        :math:`(W_{12}, V_{11}, V_{21})` (the others stay at their initial values, zero or random)
+    quiet : bool, silence the progress line (printed at most every ~2 s)
+
+    Returns
+    -------
+    W, V : ndarray of shape (2d, 2d), after the last step
+    history : dict of ndarrays of shape (steps,): ``loss`` (batch loss of step t, before its update),
+        and after update t: ``c1``, ``c2`` (see :func:`coefficients`), ``dist`` (relative distance to
+        :math:`(W^*, V^*)`, :func:`distance_to_construction`), ``dist_excited`` (the same restricted to
+        the three excited blocks); plus ``seconds`` (float, wall time).
+    """
+    for name, value in (("n", n), ("d", d), ("batch", batch)):
+        check_positive(name, value, integer=True)
+    check_positive("steps", steps, integer=True, allow_zero=True)
+    check_positive("eta", eta)
+    check_positive("sigma0", sigma0, allow_zero=True)
+    if params not in ("full", "blocks"):
+        raise ValueError(f"params must be 'full' or 'blocks', got {params!r}")
+    hyper = {"lr": lr} if optimizer == "adam" else {"lr": lr, "momentum": momentum}
+    opt = make_optimizer(optimizer, **hyper)
+    W, V = init_weights(rng, d, init, init_scale)
+    Ws, Vs = ngd_weights(d, eta)
+    frozen = (W.copy(), V.copy())  # blocks mode: the five unexcited blocks keep these values
+    theta = to_blocks(W, V) if params == "blocks" else (W, V)
+    state = opt.init(theta)
+    hist = {key: np.zeros(steps) for key in ("loss", "c1", "c2", "dist", "dist_excited")}
+    progress = Progress(steps, "one-step layer", quiet)
+    start = time.perf_counter()
+    for t in range(steps):
+        Z, target = one_step_batch(rng, batch, n, d, eta, sigma0)
+        J, dW, dV = one_step_loss(W, V, Z, target)
+        grads = to_blocks(dW, dV) if params == "blocks" else (dW, dV)
+        theta, state = opt.update(theta, grads, state)
+        W, V = _assemble(theta, frozen, d) if params == "blocks" else theta
+        hist["loss"][t] = J
+        hist["c1"][t], hist["c2"][t] = coefficients(W, V)
+        hist["dist"][t] = _rel((W, V), (Ws, Vs))
+        hist["dist_excited"][t] = _rel(to_blocks(W, V), to_blocks(Ws, Vs))
+        progress(t, J)
+    hist["seconds"] = time.perf_counter() - start
+    return W, V, hist
+
+
+def _assemble(blocks, frozen, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Write the trained blocks into copies of the frozen full matrices."""
+    W, V = frozen[0].copy(), frozen[1].copy()
+    W[:d, d:], V[:d, :d], V[d:, :d] = blocks
+    return W, V
+
+
+def _rel(a, b) -> float:
+    """Relative Frobenius distance of two tuples of arrays."""
+    num = sum(np.sum((x - y) ** 2) for x, y in zip(a, b))
+    return float(np.sqrt(num / sum(np.sum(y ** 2) for y in b)))
