@@ -1,0 +1,89 @@
+r"""Pictures of linear classifiers through the origin in 2-D, and the margin fraction (chapters 05 and 09).
+
+A weight vector :math:`w \in \mathbb{R}^2` classifies by :math:`\mathrm{sign}\langle w, x\rangle`;
+its decision boundary is the line :math:`\{x : \langle w, x\rangle = 0\}`, spanned by
+:math:`w^\perp = (-w_2, w_1)`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import as_float, check_positive
+from .solvers import normalized_margin
+
+
+def separator_segment(w, radius: float) -> np.ndarray:
+    r"""End points of the decision line :math:`\langle w, x\rangle = 0` inside the disc of radius ``radius``.
+
+    .. math:: x_\pm = \pm\, r\, \frac{(-w_2,\ w_1)}{\|w\|}
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., 2), non-zero rows.
+    radius : float > 0
+
+    Returns
+    -------
+    seg : ndarray of shape (..., 2, 2); ``seg[..., k, :]`` is the k-th end point, so
+        ``plt.plot(*seg.T)`` draws the line for a single ``w``.
+    """
+    w = as_float("w", w, ndim_min=1)
+    check_positive("radius", radius)
+    if w.shape[-1] != 2:
+        raise ValueError(f"w must have 2 entries in its last dimension, got shape {w.shape}")
+    norm = np.linalg.norm(w, axis=-1, keepdims=True)
+    if np.any(norm == 0):
+        raise ValueError("w has a zero row: w = 0 has no decision line")
+    perp = np.stack([-w[..., 1], w[..., 0]], axis=-1) / norm  # (..., 2) unit direction of the line
+    return radius * np.stack([-perp, perp], axis=-2)  # (..., 2, 2)
+
+
+def decision_grid(w, lim: float, num: int = 101) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Scores :math:`\langle w, x\rangle` on a square grid :math:`[-\text{lim}, \text{lim}]^2`, for ``contourf``.
+
+    Parameters
+    ----------
+    w : ndarray of shape (2,)
+    lim : float > 0, half-width of the square.
+    num : int >= 2, grid points per axis.
+
+    Returns
+    -------
+    xx, yy, score : ndarray of shape (num, num)
+    """
+    w = as_float("w", w, ndim_min=1)
+    if w.shape != (2,):
+        raise ValueError(f"w must have shape (2,), got {w.shape}")
+    check_positive("lim", lim)
+    check_positive("num", num, integer=True)
+    if num < 2:
+        raise ValueError(f"num must be >= 2, got {num}")
+    t = np.linspace(-lim, lim, num)
+    xx, yy = np.meshgrid(t, t)
+    return xx, yy, w[0] * xx + w[1] * yy
+
+
+def margin_fraction(w, X, y, w_ref) -> np.ndarray:
+    r"""Normalized margin of ``w`` as a fraction of that of ``w_ref`` (usually the max-margin solution).
+
+    .. math:: \frac{\gamma(w)}{\gamma(w_{\text{ref}})}, \qquad \gamma(w) = \frac{\min_i y_i\langle w, x_i\rangle}{\|w\|}
+
+    Equal to 1 exactly when ``w`` points along the max-margin direction (for ``w_ref = w_mm``);
+    negative while ``w`` misclassifies a context point.
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., B, d), e.g. a (T, B, d) trajectory.
+    X : ndarray of shape (B, n, d)
+    y : ndarray of shape (B, n)
+    w_ref : ndarray of shape (B, d), with a positive normalized margin.
+
+    Returns
+    -------
+    fraction : ndarray of shape (..., B)
+    """
+    ref = normalized_margin(w_ref, X, y)
+    if np.any(ref <= 0):
+        raise ValueError("w_ref must have a positive normalized margin on every task (is it the max-margin solution?)")
+    return normalized_margin(w, X, y) / ref

@@ -1,0 +1,166 @@
+r"""Variants of the constructed layer: the attention sink and a preconditioned NGD step (chapters 04 and 09).
+
+*Attention sink* (chapter 04). If the query column also attends to itself
+(``attend_self=True``) while the weights are :math:`W^*, V^*`, its own score is
+:math:`[0; w]^\top W^* [0; w] = 0` and its own value is :math:`V^* [0; w] = 0`, so
+the weights become :math:`e^{-m_i} / (1 + \sum_j e^{-m_j})` and the layer performs
+one plain GD step on a different loss,
+
+.. math:: \ell_{\text{sink}}(w) = \log\Big(1 + \sum_j e^{-m_j(w)}\Big).
+
+*Preconditioned NGD* (chapter 09). With :math:`V = \begin{bmatrix}0 & 0\\ \eta P & 0\end{bmatrix}`
+and :math:`W^*` unchanged, the query's bottom half becomes
+:math:`w + \eta P \sum_i p_i(w) y_i x_i = w - \eta P \nabla L(w) / L(w)`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import as_float, check_context, check_positive
+from .losses import _margins, _weighted_sum
+
+# ---------------------------------------------------------------------------
+# Attention sink: GD on log(1 + sum_j exp(-m_j)).
+# ---------------------------------------------------------------------------
+
+
+def _sink_logits(w, X, y) -> np.ndarray:
+    """Logits ``[0, -m_1, ..., -m_n]`` with the sink first; shape (..., n + 1)."""
+    m = _margins(w, X, y)  # (..., n)
+    return np.concatenate([np.zeros(m.shape[:-1] + (1,), dtype=m.dtype), -m], axis=-1)
+
+
+def sink_loss(w, X, y) -> np.ndarray:
+    r"""The loss a self-attending constructed layer descends: :math:`\log(1 + \sum_j e^{-m_j(w)})` (chapter 04).
+
+    Computed as a logsumexp over :math:`[0, -m_1, \dots, -m_n]`, so finite for any finite margin.
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., d)
+    X : ndarray of shape (..., n, d)
+    y : ndarray of shape (..., n)
+
+    Returns
+    -------
+    loss : ndarray of shape (...)
+    """
+    w, X, y = check_context(w, X, y)
+    a = _sink_logits(w, X, y)
+    amax = np.max(a, axis=-1, keepdims=True)  # >= 0 because of the sink logit
+    return amax[..., 0] + np.log(np.sum(np.exp(a - amax), axis=-1))
+
+
+def sink_weights(w, X, y) -> np.ndarray:
+    r"""Attention weights of the context keys when the query also attends to itself (chapter 04).
+
+    .. math:: q_i(w) = \frac{e^{-m_i(w)}}{1 + \sum_j e^{-m_j(w)}}, \qquad
+              1 - \sum_i q_i = \frac{1}{1 + \sum_j e^{-m_j}} \ \text{(the weight on the query itself)}
+
+    Returns
+    -------
+    q : ndarray of shape (..., n); sums to less than 1.
+    """
+    w, X, y = check_context(w, X, y)
+    a = _sink_logits(w, X, y)
+    e = np.exp(a - np.max(a, axis=-1, keepdims=True))  # (..., n + 1)
+    return (e / np.sum(e, axis=-1, keepdims=True))[..., 1:]
+
+
+def sink_loss_grad(w, X, y) -> np.ndarray:
+    r"""Gradient of :func:`sink_loss`: :math:`-\sum_i q_i(w)\, y_i x_i` with :math:`q` from :func:`sink_weights`.
+
+    Returns
+    -------
+    dw : ndarray of shape (..., d)
+    """
+    w, X, y = check_context(w, X, y)
+    return -_weighted_sum(sink_weights(w, X, y), X, y)
+
+
+def sink_step(w, X, y, eta: float) -> np.ndarray:
+    r"""One GD step on :func:`sink_loss`, :math:`w + \eta \sum_i q_i(w) y_i x_i`: what the self-attending layer does.
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., d)
+    X : ndarray of shape (..., n, d)
+    y : ndarray of shape (..., n)
+    eta : float > 0
+
+    Returns
+    -------
+    w_next : ndarray of shape (..., d)
+    """
+    check_positive("eta", eta)
+    return w - eta * sink_loss_grad(w, X, y)
+
+
+# ---------------------------------------------------------------------------
+# Preconditioned NGD.
+# ---------------------------------------------------------------------------
+
+
+def _check_preconditioner(P, d: int) -> np.ndarray:
+    P = as_float("P", P, ndim_min=2)
+    if P.shape != (d, d):
+        raise ValueError(f"P has shape {P.shape}, expected ({d}, {d})")
+    return P
+
+
+def preconditioned_ngd_step(w, X, y, eta: float, P) -> np.ndarray:
+    r"""One preconditioned NGD step on the exponential loss (chapter 09).
+
+    .. math:: w \leftarrow w - \eta P \frac{\nabla L(w)}{L(w)} = w + \eta P \sum_i p_i(w)\, y_i x_i,
+              \qquad p(w) = \mathrm{softmax}(-m(w))
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., d)
+    X : ndarray of shape (..., n, d)
+    y : ndarray of shape (..., n)
+    eta : float > 0
+    P : ndarray of shape (d, d), the preconditioner (any square matrix; SPD for a descent direction).
+
+    Returns
+    -------
+    w_next : ndarray of shape (..., d)
+    """
+    check_positive("eta", eta)
+    w, X, y = check_context(w, X, y)
+    P = _check_preconditioner(P, X.shape[-1])
+    m = _margins(w, X, y)  # (..., n)
+    e = np.exp(-m - np.max(-m, axis=-1, keepdims=True))
+    p = e / np.sum(e, axis=-1, keepdims=True)  # softmax(-m)
+    return w + eta * _weighted_sum(p, X, y) @ P.T  # row vectors: (P g)^T = g^T P^T
+
+
+def preconditioned_weights(d: int, eta: float, P) -> tuple[np.ndarray, np.ndarray]:
+    r"""Layer weights that perform one preconditioned NGD step (chapter 09).
+
+    .. math:: W = \begin{bmatrix}0 & -I_d\\ 0 & 0\end{bmatrix},\qquad
+              V = \begin{bmatrix}0 & 0\\ \eta P & 0\end{bmatrix}
+
+    ``P = I`` gives :func:`ngdformer.ngd_weights`. Only the block :math:`V_{21}` changes, so the
+    context stays inert (:func:`ngdformer.context_is_inert`) and looping the layer runs
+    preconditioned NGD.
+
+    Parameters
+    ----------
+    d : int, input dimension.
+    eta : float > 0
+    P : ndarray of shape (d, d)
+
+    Returns
+    -------
+    W, V : ndarray of shape (2d, 2d)
+    """
+    check_positive("d", d, integer=True)
+    check_positive("eta", eta)
+    P = _check_preconditioner(P, d)
+    W = np.zeros((2 * d, 2 * d))
+    V = np.zeros((2 * d, 2 * d))
+    W[:d, d:] = -np.eye(d)  # scores -m_i(w), as in W*
+    V[d:, :d] = eta * P  # writes eta * P sum_i p_i y_i x_i into the bottom half
+    return W, V
