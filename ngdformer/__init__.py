@@ -19,5 +19,8 @@ from .losses import (exp_log_loss, exp_loss, exp_loss_grad, logistic_loss, logis
 from .solvers import (MaxMarginResult, gd, gd_step, kkt_residuals, max_margin, max_margin_dual, ngd, ngd_step,
                       normalized_margin)
 from .tasks import embed, read_weights, sample_points, sample_tasks, sample_w_star
+from .boundaries import decision_grid, margin_fraction, separator_segment
+from .variants import (preconditioned_ngd_step, preconditioned_weights, sink_loss, sink_loss_grad, sink_step,
+                       sink_weights)
 
 __version__ = "0.1.0"
