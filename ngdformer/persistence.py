@@ -1,0 +1,125 @@
+"""Saving and loading trained layers as ``.npz`` files, without pickle (chapters 06-07).
+
+A file holds ``W``, ``V`` (float64, (2d, 2d)), ``d``, ``eta`` (the NGD step size the layer
+is compared with), ``kind`` (``"one_step"`` or ``"looped"``), ``loops`` (the depth it was
+trained at; 1 for a one-step layer) and ``format_version``. Loading uses
+``allow_pickle=False`` and checks everything: a corrupted, truncated or mismatched file
+raises ``ValueError`` saying what is wrong. A round trip is bit-exact.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from typing import NamedTuple
+
+import numpy as np
+
+from .checks import check_positive
+
+FORMAT_VERSION = 1
+KINDS = ("one_step", "looped")
+_KEYS = ("W", "V", "d", "eta", "kind", "loops", "format_version")
+
+
+class SavedWeights(NamedTuple):
+    """What :func:`load_weights` returns."""
+
+    W: np.ndarray  # (2d, 2d)
+    V: np.ndarray  # (2d, 2d)
+    d: int
+    eta: float
+    kind: str
+    loops: int
+    format_version: int
+
+
+def save_weights(path, W, V, *, eta: float, kind: str = "one_step", loops: int = 1) -> str:
+    """Write a layer to ``path`` (exactly that name; no suffix is added) in the format above.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    W, V : ndarray of shape (2d, 2d), finite
+    eta : float > 0, the NGD step size the layer performs (or is compared with)
+    kind : ``"one_step"`` or ``"looped"``
+    loops : int >= 1, depth the layer was trained at
+
+    Returns
+    -------
+    path : str
+    """
+    W, V = np.array(W, dtype=np.float64), np.array(V, dtype=np.float64)
+    _check_layer(W, V, eta, kind, loops, "arguments")
+    with open(path, "wb") as fh:  # a file handle: np.savez would append ".npz" to a bare name
+        np.savez(fh, W=W, V=V, d=np.int64(W.shape[0] // 2), eta=np.float64(eta), kind=np.str_(kind),
+                 loops=np.int64(loops), format_version=np.int64(FORMAT_VERSION))
+    return str(path)
+
+
+def load_weights(path, *, kind: str | None = None, d: int | None = None) -> SavedWeights:
+    """Read a layer written by :func:`save_weights`, checking format, version, shapes and values.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    kind : str or None, if given the file must hold this kind of model
+    d : int or None, if given the file must hold a layer of this dimension
+
+    Returns
+    -------
+    SavedWeights
+
+    Raises
+    ------
+    FileNotFoundError if ``path`` does not exist; ValueError for anything wrong inside it.
+    """
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single .npy array, not an .npz archive")
+        with data:
+            missing = [k for k in _KEYS if k not in data.files]
+            if missing:
+                raise ValueError(f"missing entries {missing} (found {sorted(data.files)})")
+            arrays = {k: data[k] for k in _KEYS}  # reads every member now, so CRC errors surface here
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: not a valid ngdformer weights file: {exc}") from exc
+    version = _scalar(arrays, "format_version", "i", path)
+    if version != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {version} is not supported (this code reads {FORMAT_VERSION})")
+    W, V = arrays["W"], arrays["V"]
+    for name, M in (("W", W), ("V", V)):
+        if M.dtype != np.float64:
+            raise ValueError(f"{path}: {name} has dtype {M.dtype}, expected float64")
+    saved = SavedWeights(W, V, _scalar(arrays, "d", "i", path), _scalar(arrays, "eta", "f", path),
+                         _scalar(arrays, "kind", "U", path), _scalar(arrays, "loops", "i", path), version)
+    _check_layer(W, V, saved.eta, saved.kind, saved.loops, str(path))
+    if W.shape != (2 * saved.d, 2 * saved.d):
+        raise ValueError(f"{path}: W has shape {W.shape} but d = {saved.d} says ({2 * saved.d}, {2 * saved.d})")
+    if kind is not None and saved.kind != kind:
+        raise ValueError(f"{path}: holds a {saved.kind!r} model, expected {kind!r}")
+    if d is not None and saved.d != d:
+        raise ValueError(f"{path}: holds a layer with d = {saved.d}, expected d = {d}")
+    return saved
+
+
+def _scalar(arrays: dict, key: str, kind: str, path):
+    a = arrays[key]
+    if a.shape != () or a.dtype.kind != kind:
+        raise ValueError(f"{path}: entry {key!r} should be a scalar of kind {kind!r}, got dtype {a.dtype} "
+                         f"shape {a.shape}")
+    return {"i": int, "f": float, "U": str}[kind](a)
+
+
+def _check_layer(W, V, eta, kind, loops, where: str) -> None:
+    if W.ndim != 2 or W.shape[0] != W.shape[1] or W.shape[0] % 2 or W.shape[0] == 0 or V.shape != W.shape:
+        raise ValueError(f"{where}: W and V must both be (2d, 2d), got {W.shape} and {V.shape}")
+    for name, M in (("W", W), ("V", V)):
+        if not np.all(np.isfinite(M)):
+            raise ValueError(f"{where}: {name} contains non-finite values")
+    check_positive("eta", eta)
+    check_positive("loops", loops, integer=True)
+    if kind not in KINDS:
+        raise ValueError(f"{where}: kind must be one of {KINDS}, got {kind!r}")
