@@ -37,7 +37,7 @@ def as_labels(y, *, name: str = "y") -> np.ndarray:
     y = as_float(name, y, ndim_min=1)
     ok = (y == 1.0) | (y == -1.0)
     if not np.all(ok):
-        bad = y[~ok].ravel()[0]
+        bad = y[~ok].ravel()[0].item()  # a Python float: the message reads "found 0.0", not "np.float64(0.0)"
         raise ValueError(f"labels {name} must be in {{-1, +1}}, found {bad!r}")
     return y
 
