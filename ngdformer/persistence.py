@@ -74,17 +74,17 @@ def load_weights(path, *, kind: str | None = None, d: int | None = None) -> Save
     FileNotFoundError if ``path`` does not exist; ValueError for anything wrong inside it.
     """
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single .npy array, not an .npz archive")
-        with data:
+        _check_magic(path)
+        with np.load(path, allow_pickle=False) as data:
             missing = [k for k in _KEYS if k not in data.files]
             if missing:
                 raise ValueError(f"missing entries {missing} (found {sorted(data.files)})")
             arrays = {k: data[k] for k in _KEYS}  # reads every member now, so CRC errors surface here
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path}: not a valid ngdformer weights file (truncated or corrupted archive): {exc}") from exc
+    except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{path}: not a valid ngdformer weights file: {exc}") from exc
     version = _scalar(arrays, "format_version", "i", path)
     if version != FORMAT_VERSION:
@@ -103,6 +103,16 @@ def load_weights(path, *, kind: str | None = None, d: int | None = None) -> Save
     if d is not None and saved.d != d:
         raise ValueError(f"{path}: holds a layer with d = {saved.d}, expected d = {d}")
     return saved
+
+
+def _check_magic(path) -> None:
+    """Recognise the file type from its first bytes (np.load would guess "pickle" for anything unknown)."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if head.startswith(b"\x93NUMPY"):
+        raise ValueError("it holds a single .npy array, not an .npz archive")
+    if not head.startswith(b"PK"):
+        raise ValueError(f"not an .npz (zip) archive: it starts with {head!r}" if head else "the file is empty")
 
 
 def _scalar(arrays: dict, key: str, kind: str, path):

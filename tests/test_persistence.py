@@ -76,7 +76,7 @@ def test_truncated_file(saved):
     raw = saved.read_bytes()
     for cut in (len(raw) // 2, len(raw) - 10, 5):
         saved.write_bytes(raw[:cut])
-        with pytest.raises(ValueError, match="not a valid ngdformer weights file"):
+        with pytest.raises(ValueError, match="truncated or corrupted"):
             load_weights(saved)
 
 
@@ -87,15 +87,16 @@ def test_corrupted_bytes(saved):
     pos = info.header_offset + 30 + len(info.filename) + 200  # inside W's data
     raw[pos] ^= 0xFF
     saved.write_bytes(bytes(raw))
-    with pytest.raises(ValueError, match="not a valid ngdformer weights file.*CRC"):
+    with pytest.raises(ValueError, match="truncated or corrupted.*CRC"):
         load_weights(saved)
 
 
-@pytest.mark.parametrize("content", [b"", b"hello, not an archive", b"\x93NUMPY garbage"])
-def test_not_an_archive(tmp_path, content):
+@pytest.mark.parametrize("content, match", [(b"", "empty"), (b"hello, not an archive", "not an .npz"),
+                                            (b"\x93NUMPY garbage", "single .npy")])
+def test_not_an_archive(tmp_path, content, match):
     path = tmp_path / "bad.npz"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="not a valid ngdformer weights file"):
+    with pytest.raises(ValueError, match=match):
         load_weights(path)
 
 
