@@ -1,0 +1,51 @@
+"""The train command (add_train_arguments / run_train) and the tour's training stage."""
+
+import argparse
+import os
+
+import numpy as np
+
+from ngdformer.persistence import load_weights
+from ngdformer.train_cli import add_train_arguments, run_train, tour_training_stage
+
+
+def _args(*argv):
+    return add_train_arguments(argparse.ArgumentParser()).parse_args(list(argv))
+
+
+def test_train_one_step_saves_and_reports(tmp_path, capsys):
+    out = str(tmp_path)
+    argv = ["--n", "8", "--d", "3", "--steps", "300", "--batch", "32", "--lr", "0.03", "--ood-loops", "20",
+            "--ood-batch", "8", "--out", out]
+    assert run_train(_args(*argv)) == 0
+    text = capsys.readouterr().out
+    assert "relative distance to (W*, V*)" in text and "in distribution" in text and "label noise" in text
+    saved = load_weights(os.path.join(out, "layer.npz"), kind="one_step", d=3)
+    assert saved.eta == 0.5
+    first = saved.W.copy()
+    assert run_train(_args(*argv, "--quiet")) == 0
+    assert capsys.readouterr().out == ""
+    np.testing.assert_array_equal(load_weights(os.path.join(out, "layer.npz")).W, first)  # same seed, same layer
+
+
+def test_train_looped_saves_and_reports(tmp_path, capsys):
+    argv = ["--looped", "2", "--n", "8", "--d", "2", "--steps", "20", "--batch", "4", "--ood-loops", "6",
+            "--ood-batch", "4", "--out", str(tmp_path)]
+    assert run_train(_args(*argv)) == 0
+    text = capsys.readouterr().out
+    assert "c1 = -tr(W12)/d" in text and "6 loops" in text
+    saved = load_weights(os.path.join(str(tmp_path), "looped_L2.npz"), kind="looped")
+    assert saved.loops == 2 and saved.eta > 0
+
+
+def test_bad_input_exits_with_2(tmp_path, capsys):
+    assert run_train(_args("--n", "0", "--out", str(tmp_path), "--quiet")) == 2
+    assert "n must be" in capsys.readouterr().err
+
+
+def test_tour_training_stage(tmp_path, capsys):
+    res = tour_training_stage(np.random.default_rng(0), str(tmp_path))
+    assert res["distance"] < 1e-6 and res["diff_100"] < 1e-6 and res["cos_100"] > 0.8
+    assert res["seconds"] < 15
+    assert "Training one layer by hand" in capsys.readouterr().out
+    assert os.path.exists(res["path"])
