@@ -22,5 +22,10 @@ from .tasks import embed, read_weights, sample_points, sample_tasks, sample_w_st
 from .boundaries import decision_grid, margin_fraction, separator_segment
 from .variants import (preconditioned_ngd_step, preconditioned_weights, sink_loss, sink_loss_grad, sink_step,
                        sink_weights)
+from .looped_training import end_loss, looped_loss, train_looped
+from .ood import Shift, default_shifts, evaluate_ood, format_ood_table
+from .optim import AdamState, SGDState, adam_init, adam_update, make_optimizer, sgd_init, sgd_update
+from .persistence import SavedWeights, load_weights, save_weights
+from .training import coefficients, distance_to_construction, off_identity, one_step_loss, train_one_step_layer
 
 __version__ = "0.1.0"
