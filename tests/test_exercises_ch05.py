@@ -1,0 +1,38 @@
+"""Chapter 05 checkers: True on the reference, AssertionError on a wrong answer, False on a stub."""
+
+import numpy as np
+import pytest
+
+import ngdformer as nf
+from ngdformer.exercises import ch05
+
+
+def _stub(*args):
+    raise NotImplementedError
+
+
+CASES = [
+    (ch05.check_stack_layers, lambda d, etas: [nf.ngd_weights(d, e) for e in etas],
+     lambda d, etas: [nf.ngd_weights(d, e) for e in reversed(etas)]),
+    (ch05.check_separator_segment, lambda w, r: nf.separator_segment(w, r),
+     lambda w, r: r * np.stack([w, -w]) / np.linalg.norm(w)),
+    (ch05.check_norm_bound, lambda X, eta, L: eta * L * np.linalg.norm(X, axis=-1).max(),
+     lambda X, eta, L: eta * L * np.linalg.norm(X, axis=-1).mean()),
+]
+
+
+@pytest.mark.parametrize("check, right, wrong", CASES)
+def test_checker(check, right, wrong):
+    assert check(right) is True
+    with pytest.raises(AssertionError):
+        check(wrong)
+    assert check(_stub) is False
+
+
+def test_checkers_reject_wrong_shapes_and_loose_bounds():
+    with pytest.raises(AssertionError, match="expected 3 layers"):
+        ch05.check_stack_layers(lambda d, etas: [nf.ngd_weights(d, 1.0)])
+    with pytest.raises(AssertionError, match="norm bound"):
+        ch05.check_norm_bound(lambda X, eta, L: 2 * eta * L * np.linalg.norm(X, axis=-1).max())
+    with pytest.raises(AssertionError, match="not a bound"):
+        ch05.check_norm_bound(lambda X, eta, L: 1e-3)
