@@ -12,10 +12,16 @@ SEEDS = st.integers(0, 2**32 - 1)
 
 
 def _problem(seed, B, n, d, scale):
-    """A batch of contexts and a weight vector of norm ~ ``scale`` (w = 0 when scale = 0)."""
+    """A batch of contexts and weights whose largest |margin| per task is ``scale`` (w = 0 when scale = 0).
+
+    Bounding the margins (not |w|) bounds exp_loss by e^scale: central differences carry a
+    round-off of about eps * |f| / h, so |f| must stay moderate for the 1e-6 + 1e-5 |ana| tolerance.
+    """
     rng = np.random.default_rng(seed)
     X, y, _ = sample_tasks(rng, B, n, d)
-    w = scale * rng.standard_normal((B, d))
+    w = rng.standard_normal((B, d))
+    m_max = np.max(np.abs(np.einsum("bnd,bd->bn", X, w)), axis=-1, keepdims=True)  # (B, 1)
+    w = scale * w / np.maximum(m_max, 1e-12)
     return w, X, y, rng
 
 
@@ -45,7 +51,7 @@ GRAD_CASES = {
 @pytest.mark.parametrize("name", sorted(GRAD_CASES))
 @settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 6), d=st.integers(1, 4),
-       scale=st.sampled_from([0.0, 0.1, 0.5, 1.0, 2.0, 3.0]))
+       scale=st.sampled_from([0.0, 0.1, 0.5, 1.0, 2.0, 5.0]))
 def test_loss_gradient_matches_finite_differences(name, seed, B, n, d, scale):
     loss, grad = GRAD_CASES[name]
     w, X, y, rng = _problem(seed, B, n, d, scale)
@@ -54,7 +60,7 @@ def test_loss_gradient_matches_finite_differences(name, seed, B, n, d, scale):
 
 @settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 6), d=st.integers(1, 4),
-       scale=st.sampled_from([0.0, 0.5, 2.0, 20.0]))
+       scale=st.sampled_from([0.0, 0.5, 2.0, 20.0, 60.0]))
 def test_normalized_gradient_is_softmax_weighted_sum(seed, B, n, d, scale):
     """-grad L / L equals sum_i c_i y_i x_i for both losses; the exp weights are softmax(-m)."""
     w, X, y, _ = _problem(seed, B, n, d, scale)
