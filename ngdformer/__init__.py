@@ -20,6 +20,7 @@ from .solvers import (MaxMarginResult, gd, gd_step, kkt_residuals, max_margin, m
                       normalized_margin)
 from .tasks import embed, read_weights, sample_points, sample_tasks, sample_w_star
 from .boundaries import decision_grid, margin_fraction, separator_segment
+from .directions import angle
 from .variants import (preconditioned_ngd_step, preconditioned_weights, sink_loss, sink_loss_grad, sink_step,
                        sink_weights)
 from .looped_training import end_loss, looped_loss, train_looped
