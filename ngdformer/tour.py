@@ -102,7 +102,8 @@ def plot_tour(table: dict, path: str) -> None:
 
 
 def run_tour(*, seed: int = 0, batch: int = 64, n: int = 40, d: int = 10, eta: float = 0.25,
-             eta_gd: float = 0.25, out: str = "out", train: bool = True, quiet: bool = False) -> dict:
+             eta_gd: float = 0.25, depths=DEPTHS, out: str = "out", train: bool = True,
+             quiet: bool = False) -> dict:
     """Run the whole tour, print its tables, save ``<out>/tour.png``; return the measured numbers."""
     start = time.perf_counter()
     say = (lambda *a: None) if quiet else print
@@ -114,7 +115,7 @@ def run_tour(*, seed: int = 0, batch: int = 64, n: int = 40, d: int = 10, eta: f
     err = construction_error(rng, X, y)
     say("1. One attention layer with W*, V* = one NGD step (eta in {0.1, 0.5, 1}, |w0| in {0, ~3, ~3e3}):")
     say(f"   largest relative error {err:.1e}\n")
-    table = depth_table(X, y, w_star, X_test, y_test, eta, eta_gd)
+    table = depth_table(X, y, w_star, X_test, y_test, eta, eta_gd, depths)
     say(f"2. Looping the layer (eta = {eta}) against NGD (eta = {eta}) and GD on the logistic loss (eta = {eta_gd}),")
     say("   mean over tasks; |tf-ngd| is the largest normalized difference over tasks:")
     say(format_table(table) + "\n")

@@ -12,7 +12,7 @@ from ngdformer.tour import run_tour
 @pytest.fixture(scope="module")
 def tour(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("tour"))
-    return out, run_tour(seed=3, batch=8, n=12, d=4, out=out, train=False, quiet=True)
+    return out, run_tour(seed=3, batch=8, n=12, d=4, depths=(0, 1, 10, 100, 300), out=out, train=False, quiet=True)
 
 
 def test_tour_construction_is_exact(tour):
@@ -36,8 +36,8 @@ def test_tour_saves_figure(tour):
 
 
 def test_tour_is_deterministic(tmp_path):
-    a = run_tour(seed=5, batch=4, n=8, d=3, out=str(tmp_path), train=False, quiet=True)
-    b = run_tour(seed=5, batch=4, n=8, d=3, out=str(tmp_path), train=False, quiet=True)
+    kwargs = dict(seed=5, batch=4, n=8, d=3, depths=(0, 1, 5), out=str(tmp_path), train=False, quiet=True)
+    a, b = run_tour(**kwargs), run_tour(**kwargs)
     for key in a["table"]:
         np.testing.assert_array_equal(a["table"][key], b["table"][key])
 
