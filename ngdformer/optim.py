@@ -131,13 +131,19 @@ def adam_update(params, grads, state: AdamState, *, lr: float, beta1: float = 0.
     return new, AdamState(t, m, s)
 
 
+def cosine_lr(lr: float, step: int, steps: int) -> float:
+    r"""Cosine schedule :math:`\alpha_t = \alpha\,\tfrac12(1 + \cos(\pi t / T))`, from ``lr`` at t = 0 down to 0 at t = T."""
+    return 0.5 * lr * (1.0 + np.cos(np.pi * step / max(steps, 1)))
+
+
 def make_optimizer(name: str, **hyper) -> Optimizer:
     """``make_optimizer("adam", lr=1e-2)`` or ``make_optimizer("sgd", lr=0.1, momentum=0.9)``.
 
-    Returns an :class:`Optimizer` whose ``update(params, grads, state)`` has the hyper-parameters bound.
+    Returns an :class:`Optimizer` whose ``update(params, grads, state, **override)`` has the
+    hyper-parameters bound; keyword overrides (for example a scheduled ``lr=``) win for that call.
     """
     if name == "adam":
-        return Optimizer(adam_init, lambda p, g, st: adam_update(p, g, st, **hyper))
+        return Optimizer(adam_init, lambda p, g, st, **kw: adam_update(p, g, st, **(hyper | kw)))
     if name == "sgd":
-        return Optimizer(sgd_init, lambda p, g, st: sgd_update(p, g, st, **hyper))
+        return Optimizer(sgd_init, lambda p, g, st, **kw: sgd_update(p, g, st, **(hyper | kw)))
     raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")

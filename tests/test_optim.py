@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ngdformer.optim import adam_init, adam_update, make_optimizer, sgd_init, sgd_update
+from ngdformer.optim import adam_init, adam_update, cosine_lr, make_optimizer, sgd_init, sgd_update
 
 A = np.array([[3.0, 0.5], [0.5, 1.0]])  # f(x) = 1/2 x^T A x - b^T x, minimiser A^{-1} b
 b = np.array([1.0, -2.0])
@@ -91,3 +91,11 @@ def test_updates_are_pure():
 def test_bad_hyperparameters_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_cosine_schedule_and_lr_override():
+    assert cosine_lr(0.1, 0, 100) == 0.1 and cosine_lr(0.1, 50, 100) == pytest.approx(0.05)
+    assert cosine_lr(0.1, 100, 100) == pytest.approx(0.0, abs=1e-18)
+    opt = make_optimizer("sgd", lr=1.0)
+    (p,), _ = opt.update((np.zeros(1),), (np.ones(1),), opt.init((np.zeros(1),)), lr=0.25)
+    assert p[0] == -0.25  # the per-call lr wins over the bound one

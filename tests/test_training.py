@@ -153,7 +153,8 @@ def test_one_step_training_bad_arguments(kwargs, match):
         train_one_step_layer(np.random.default_rng(0), **args)
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(objective="mse"), "objective"), (dict(loops=0), "loops")])
+@pytest.mark.parametrize("kwargs, match", [(dict(objective="mse"), "objective"), (dict(loops=0), "loops"),
+                                           (dict(schedule="step"), "schedule")])
 def test_looped_training_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         train_looped(np.random.default_rng(0), **(dict(n=5, d=2, loops=2, steps=2, quiet=True) | kwargs))
