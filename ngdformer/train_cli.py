@@ -42,6 +42,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add("--sigma0", type=float, default=None, help="scale of w0 (default 1 one-step, 0 looped)")
     add("--looped", type=int, default=None, metavar="L", help="train an L-loop model from scratch instead")
     add("--objective", choices=OBJECTIVES, default="w_star", help="end task of --looped (default w_star)")
+    add("--schedule", choices=("cosine", "constant"), default="cosine",
+        help="learning-rate schedule of --looped (default cosine)")
     add("--ood-loops", type=int, default=100, help="depth of the out-of-distribution evaluation (default 100)")
     add("--ood-batch", type=int, default=64, help="tasks per shift in the evaluation (default 64)")
     add("--out", default="out", help="folder for the weights file (default ./out)")
@@ -71,7 +73,8 @@ def _train_and_report(args) -> str:
     common = dict(n=args.n, d=args.d, steps=steps, batch=batch, lr=lr, optimizer=args.optimizer,
                   momentum=args.momentum, sigma0=sigma0, quiet=args.quiet)
     if looped:
-        W, V, hist = train_looped(rng, loops=args.looped, objective=args.objective, **common)
+        W, V, hist = train_looped(rng, loops=args.looped, objective=args.objective, schedule=args.schedule,
+                               **common)
         c1, c2 = coefficients(W, V)
         eta = c1 * c2 if c1 * c2 > 0 else args.eta  # W12 = -c1 I, V21 = c2 I is NGD with step c1 c2 on c1 w
         kind, loops, name = "looped", args.looped, f"looped_L{args.looped}.npz"
