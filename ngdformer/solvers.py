@@ -209,9 +209,10 @@ def max_margin_dual(X, y, *, tol: float = 1e-10, max_iter: int = 200, min_margin
     A primal-dual interior-point method on the whole batch at once: with slacks
     :math:`s = Mw - \mathbf 1` and centring :math:`a_i s_i = \sigma\mu`, each Newton step
     solves one d x d system :math:`(I + M^\top \mathrm{diag}(a/s) M)\,\Delta w = r`.
-    When the duality measure is tiny, the support :math:`S = \{a_i > s_i\}` is read off
-    and :math:`G_{SS} a_S = \mathbf 1` solved exactly; a task is done when that pair
-    passes the KKT conditions to ``tol`` (:func:`kkt_residuals` reports them).
+    After each step the support :math:`S = \{a_i > s_i\}` is read off and
+    :math:`G_{SS} a_S = \mathbf 1` solved exactly; a task is done when that solution, or
+    the iterate itself (needed when tied points make the dual degenerate), passes the
+    KKT conditions to ``tol`` (:func:`kkt_residuals` reports them).
 
     Parameters
     ----------
@@ -225,7 +226,7 @@ def max_margin_dual(X, y, *, tol: float = 1e-10, max_iter: int = 200, min_margin
         of the :math:`y_i x_i` lies within ``min_margin * max_i |x_i|`` of the origin (Gordan's
         certificate; separable data keep it at least the margin away), or if no certificate
         is reached in ``max_iter`` Newton steps (seen only for margins below ~1e-3 with
-        hundreds of points in 2-3 dimensions; ``sample_tasks(margin=...)`` avoids them).
+        hundreds of points in 2-3 dimensions).
     """
     _, X, y = check_context(None, X, y)
     X, y = X.astype(np.float64), y.astype(np.float64)
@@ -242,10 +243,10 @@ def max_margin_dual(X, y, *, tol: float = 1e-10, max_iter: int = 200, min_margin
         diverged = ~(np.isfinite(a).all(axis=-1) & np.isfinite(s).all(axis=-1) & np.isfinite(w).all(axis=-1))
         if np.any(diverged & ~done):
             _raise_not_separable(diverged & ~done, "the interior-point iterates diverged")
-        cand = _polish(M, a > s)  # exact solve on the current support guess
-        ok = _certified(M, cand, tol) & ~done
-        result = np.where(ok[..., None], np.maximum(cand, 0.0), result)
-        done |= ok
+        for cand in (_polish(M, a > s), a):  # exact solve on the support guess; the iterate itself
+            ok = _certified(M, cand, tol) & ~done
+            result = np.where(ok[..., None], np.maximum(cand, 0.0), result)
+            done |= ok
         if np.all(done):
             w = np.einsum("...n,...nd->...d", result, M)
             return MaxMarginResult(w.astype(X.dtype), result, it)
