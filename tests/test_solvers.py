@@ -190,3 +190,15 @@ def test_no_random_perturbation_has_a_larger_normalized_margin():
     for eps in (1e-6, 1e-3, 1e-1):
         P = w[None] + eps * np.linalg.norm(w, axis=-1)[:, None] * rng.standard_normal((2000, 4, 5))  # (2000, B, d)
         assert np.all(normalized_margin(P, X, y) <= gamma + 1e-12)
+
+
+def test_max_margin_certifies_degenerate_duals_with_tied_support_points():
+    """margin= pushes points to exactly the same distance: tied supports, a degenerate dual (regression)."""
+    rng = np.random.default_rng(9)
+    failures = 0
+    for n, d, margin in [(100, 3, 0.1), (30, 2, 0.0), (30, 2, 0.1)]:
+        X, y, _ = sample_tasks(rng, 40, n, d, margin=margin)
+        res = max_margin_dual(X, y)  # raised ValueError for some tasks before the fix
+        kkt = kkt_residuals(X, y, res.w, res.a)
+        failures += sum(int(np.max(v) > 1e-8) for v in kkt.values())
+    assert failures == 0
