@@ -1,0 +1,233 @@
+"""The fast attention kernels against the straightforward reference, the per-token loop and finite differences.
+
+The query path skips rows of K that meet zero rows of W, so the weights here have
+random zero blocks (the construction's shape among them) as well as dense entries.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ngdformer import (assert_gradients_close, attention_backward, attention_backward_reference, attention_forward,
+                       attention_forward_reference, attention_naive, check_directions, context_is_inert, embed,
+                       looped_forward, ngd, ngd_weights, numeric_jacobian, read_weights, rel_error, sample_tasks,
+                       softmax)
+from ngdformer import query_loop
+from ngdformer.attention import _softmax_keys_, _support
+
+SEEDS = st.integers(0, 2**32 - 1)
+OPTIONS = [dict(attend_self=a, query_only=q) for a, q in itertools.product([False, True], repeat=2)]
+OPTIONS_ST = st.sampled_from(OPTIONS)
+LEADS = st.sampled_from([(), (1,), (2,), (3,), (2, 2)])  # leading batch dimensions, none to two
+
+
+def _sparse(rng, D, zero_fraction):
+    """A (D, D) matrix whose rows and columns are zeroed at random (zero_fraction 0: dense)."""
+    M = rng.standard_normal((D, D))
+    M[rng.random(D) < zero_fraction, :] = 0.0
+    M[:, rng.random(D) < zero_fraction] = 0.0
+    return M
+
+
+def _layer(seed, lead, d, n_context, extra, zero_fraction=0.0):
+    rng = np.random.default_rng(seed)
+    D, N = 2 * d, n_context + 1 + extra  # `extra` columns are neither keys nor the last query
+    Z = rng.standard_normal(lead + (D, N))
+    W, V = 0.7 * _sparse(rng, D, zero_fraction), _sparse(rng, D, zero_fraction)
+    G = rng.standard_normal(Z.shape)
+    return Z, W, V, G, rng
+
+
+def _inert_weights(rng, d, eta=0.3):
+    """Random weights with only the blocks W11, W12, V21 non-zero: the context can never feed back."""
+    W, V = np.zeros((2 * d, 2 * d)), np.zeros((2 * d, 2 * d))
+    W[:d, :] = 0.3 * rng.standard_normal((d, 2 * d)) / np.sqrt(d)
+    V[d:, :d] = eta * rng.standard_normal((d, d)) / np.sqrt(d)
+    return W, V
+
+
+# --- forward: fast = reference = naive ------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=SEEDS, lead=LEADS, d=st.integers(1, 3), n_context=st.integers(1, 5), extra=st.integers(0, 2),
+       zero_fraction=st.sampled_from([0.0, 0.3, 0.7, 1.0]), options=OPTIONS_ST)
+def test_fast_forward_equals_reference_and_naive(seed, lead, d, n_context, extra, zero_fraction, options):
+    Z, W, V, _, _ = _layer(seed, lead, d, n_context, extra, zero_fraction)
+    out, cache = attention_forward(Z, W, V, n_context, **options)
+    out_ref, cache_ref = attention_forward_reference(Z, W, V, n_context, **options)
+    assert out.shape == Z.shape and out.dtype == Z.dtype
+    np.testing.assert_allclose(out, out_ref, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(out, attention_naive(Z, W, V, n_context, **options), rtol=1e-12, atol=1e-12)
+    for name in ("T", "A", "U"):  # the caches hold the same intermediates, in the same shapes
+        fast, ref = getattr(cache, name), getattr(cache_ref, name)
+        assert fast.shape == ref.shape, name
+        np.testing.assert_allclose(fast, ref, rtol=1e-13, atol=1e-13, err_msg=name)
+    assert cache.n_keys == cache_ref.n_keys and cache.query_only == cache_ref.query_only
+    if options["query_only"]:
+        np.testing.assert_array_equal(out[..., :-1], Z[..., :-1])
+
+
+# --- backward: fast = reference, and finite differences --------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=SEEDS, lead=LEADS, d=st.integers(1, 3), n_context=st.integers(1, 5), extra=st.integers(0, 2),
+       zero_fraction=st.sampled_from([0.0, 0.3, 0.7]), options=OPTIONS_ST)
+def test_fast_backward_equals_reference_on_either_cache(seed, lead, d, n_context, extra, zero_fraction, options):
+    Z, W, V, G, _ = _layer(seed, lead, d, n_context, extra, zero_fraction)
+    cache = attention_forward(Z, W, V, n_context, **options)[1]
+    cache_ref = attention_forward_reference(Z, W, V, n_context, **options)[1]
+    expect = attention_backward_reference(G, cache_ref)
+    for got in (attention_backward(G, cache), attention_backward(G, cache_ref), attention_backward_reference(G, cache)):
+        for name, g, e in zip(("dZ", "dW", "dV"), got, expect):
+            assert g.shape == e.shape, name
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=SEEDS, lead=st.sampled_from([(), (1,), (2,)]), d=st.integers(1, 2), n_context=st.integers(1, 3),
+       extra=st.integers(0, 1), zero_fraction=st.sampled_from([0.0, 0.5]), options=OPTIONS_ST)
+def test_fast_backward_full_jacobian_and_directions(seed, lead, d, n_context, extra, zero_fraction, options):
+    """Every entry of dZ, dW, dV, including those of weight entries that are zero (the skipped rows)."""
+    Z, W, V, G, rng = _layer(seed, lead, d, n_context, extra, zero_fraction)
+    out, cache = attention_forward(Z, W, V, n_context, **options)
+    dZ, dW, dV = attention_backward(G, cache)
+
+    def layer(Z_, W_, V_):
+        return attention_forward(Z_, W_, V_, n_context, **options)[0]
+
+    fs = {"dZ": (Z, dZ, lambda t: layer(t, W, V)), "dW": (W, dW, lambda t: layer(Z, t, V)),
+          "dV": (V, dV, lambda t: layer(Z, W, t))}
+    for name, (x, dx, F) in fs.items():
+        num, ana = check_directions(lambda t: float(np.sum(G * F(t))), x, dx, rng, directions=3)
+        assert_gradients_close(num, ana, f"{name} {options} (directions)")
+        rows = []
+        for k in range(out.size):  # one backward call per output entry: the rows of the Jacobian
+            e = np.zeros(out.size)
+            e[k] = 1.0
+            rows.append(attention_backward(e.reshape(out.shape), cache)[list(fs).index(name)])
+        J = numeric_jacobian(F, x).reshape((out.size,) + x.shape)
+        assert_gradients_close(J, np.stack(rows), f"{name} {options} (full Jacobian)")
+
+
+def test_backward_rejects_a_gradient_of_the_wrong_shape():
+    Z, W, V, G, _ = _layer(0, (2,), 2, 3, 0)
+    for options in OPTIONS:
+        cache = attention_forward(Z, W, V, 3, **options)[1]
+        with pytest.raises(ValueError, match="dout"):
+            attention_backward(G[..., :-1], cache)
+
+
+def test_float32_in_mixed_precision_keeps_the_token_dtype():
+    Z, W, V, G, _ = _layer(1, (2,), 2, 4, 1)
+    Z32 = Z.astype(np.float32)
+    for options in OPTIONS:
+        out, cache = attention_forward(Z32, W, V, 4, **options)  # float64 weights
+        out_ref, cache_ref = attention_forward_reference(Z32, W, V, 4, **options)
+        assert out.dtype == out_ref.dtype == np.float32
+        np.testing.assert_allclose(out, out_ref, rtol=1e-6, atol=1e-6)
+        for g, e in zip(attention_backward(G, cache), attention_backward_reference(G, cache_ref)):
+            assert g.dtype == e.dtype
+            np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-6)
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=SEEDS, scale=st.sampled_from([0.1, 1.0, 30.0, 1e3, 1e300]), axis=st.sampled_from([-1, -2]))
+def test_in_place_softmax_equals_softmax(seed, scale, axis):
+    rng = np.random.default_rng(seed)
+    S = scale * rng.standard_normal((2, 5, 4))
+    expect = softmax(S, axis=axis)
+    got = _softmax_keys_(S.copy(), axis=axis)
+    np.testing.assert_allclose(got, expect, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(got.sum(axis=axis), 1.0, rtol=1e-14)
+
+
+def test_support_is_the_smallest_covering_range():
+    M = np.zeros((6, 6))
+    assert _support(M, 1) == slice(0, 0) and _support(M, 0) == slice(0, 0)
+    M[2, 4] = M[3, 1] = -1.0
+    assert _support(M, 1) == slice(2, 4)  # rows 2..3
+    assert _support(M, 0) == slice(1, 5)  # columns 1..4
+    W, V = ngd_weights(3, 0.5)
+    assert _support(W, 1) == slice(0, 3)  # W* reads only the top halves of the keys ...
+    assert _support(V, 0) == slice(0, 3)  # ... and V* only the top halves of the values
+
+
+# --- the query loop ---------------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=SEEDS, lead=LEADS, d=st.integers(1, 3), n_context=st.integers(1, 6), extra=st.integers(0, 2),
+       layers=st.integers(0, 6), zero_fraction=st.sampled_from([0.0, 0.5]), attend_self=st.booleans())
+def test_query_loop_equals_repeated_query_layers(seed, lead, d, n_context, extra, layers, zero_fraction, attend_self):
+    Z, W, V, _, _ = _layer(seed, lead, d, n_context, extra, zero_fraction)
+    W, V = 0.5 * W, 0.3 * V  # keep L layers of random weights tame
+    expect = Z
+    for _ in range(layers):
+        expect = attention_forward_reference(expect, W, V, n_context, attend_self=attend_self, query_only=True)[0]
+    got = query_loop(Z, W, V, n_context, layers, attend_self=attend_self)
+    assert got.shape == Z.shape and got is not Z
+    np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got[..., :-1], Z[..., :-1])
+    np.testing.assert_array_equal(looped_forward(Z, W, V, n_context, layers, query_only=True,
+                                                 attend_self=attend_self), got)
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 8), d=st.integers(1, 4), layers=st.integers(1, 8),
+       construction=st.booleans(), attend_self=st.booleans())
+def test_query_loop_is_the_full_model_when_the_context_is_inert(seed, B, n, d, layers, construction, attend_self):
+    """The construction, and any weights whose unexcited blocks are zero: the query column is exact."""
+    rng = np.random.default_rng(seed)
+    X, y, _ = sample_tasks(rng, B, n, d)
+    w0 = rng.standard_normal((B, d))
+    W, V = ngd_weights(d, float(rng.uniform(0.05, 0.5))) if construction else _inert_weights(rng, d)
+    assert context_is_inert(W, V)
+    Z = embed(X, y, w0)
+    full = looped_forward(Z, W, V, n, layers, attend_self=attend_self)
+    fast = looped_forward(Z, W, V, n, layers, attend_self=attend_self, query_only=True)
+    assert rel_error(fast[..., -1], full[..., -1]) <= 1e-13
+
+
+def test_query_loop_differs_from_the_full_model_when_the_context_feeds_back():
+    """The test above can fail: with the block V11 switched on, the full layer moves the keys the query reads."""
+    rng = np.random.default_rng(0)
+    X, y, _ = sample_tasks(rng, 4, 6, 3)
+    W, V = ngd_weights(3, 0.5)
+    V[:3, :3] = 0.3 * np.eye(3)  # V11: context top halves now change from layer to layer
+    assert not context_is_inert(W, V)
+    Z = embed(X, y, rng.standard_normal((4, 3)))
+    full = looped_forward(Z, W, V, 6, 4)
+    fast = looped_forward(Z, W, V, 6, 4, query_only=True)
+    assert rel_error(fast[..., -1], full[..., -1]) > 1e-3
+
+
+def test_query_loop_runs_ngd_and_validates():
+    rng = np.random.default_rng(3)
+    X, y, _ = sample_tasks(rng, 16, 20, 5)
+    w0 = np.zeros((16, 5))
+    W, V = ngd_weights(5, 0.1)
+    Z = embed(X, y, w0)
+    Z_copy = Z.copy()
+    out = query_loop(Z, W, V, 20, 100)
+    assert rel_error(read_weights(out), ngd(w0, X, y, 0.1, 100)[-1]) <= 1e-12
+    np.testing.assert_array_equal(Z, Z_copy)  # pure
+    Z32 = Z.astype(np.float32)
+    assert query_loop(Z32, W.astype(np.float32), V.astype(np.float32), 20, 3).dtype == np.float32
+    bad = Z.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="Z"):
+        query_loop(bad, W, V, 20, 1)
+    for layers in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="layers"):
+            query_loop(Z, W, V, 20, layers)
+    with pytest.raises(ValueError, match="n_context"):
+        query_loop(Z, W, V, 21, 1)
+    with pytest.raises(ValueError, match="W"):
+        query_loop(Z, W[:-1], V, 20, 1)
