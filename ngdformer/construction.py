@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import attention_backward, attention_forward
+from .attention import attention_backward, attention_forward, query_loop
 from .checks import as_float, check_positive
 
 
@@ -92,11 +92,20 @@ def looped_forward(Z, W, V, n_context: int, layers: int, **kwargs) -> np.ndarray
     With :func:`ngd_weights` this is ``layers`` NGD steps with a constant step size.
     Memory does not grow with ``layers``. ``**kwargs`` go to :func:`attention_forward`.
 
+    With ``query_only=True`` the loop runs :func:`ngdformer.attention.query_loop`: one
+    validation, one copy, then O(B n D) per loop, the cost of an NGD step. Its last column
+    equals the full model's whenever :func:`context_is_inert` ``(W, V)`` (the construction,
+    and any weights whose unexcited blocks are zero); the default (full model) also updates
+    the context columns' bottom halves, at n times the cost.
+
     Returns
     -------
     Z_L : ndarray of shape (..., D, N)
     """
     check_positive("layers", layers, integer=True, allow_zero=True)
+    options = dict(kwargs)
+    if options.pop("query_only", False):
+        return query_loop(Z, W, V, n_context, layers, **options)
     for _ in range(layers):
         Z, _ = attention_forward(Z, W, V, n_context, **kwargs)
     return Z
