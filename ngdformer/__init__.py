@@ -7,8 +7,9 @@ D = 2d, N = n + 1, B batch, eta step size, L layers or loops, W, V layer weights
 Z tokens (columns).
 """
 
-from .attention import (AttentionCache, attention_backward, attention_forward, attention_naive, softmax,
+from .attention import (AttentionCache, attention_backward, attention_forward, attention_naive, query_loop, softmax,
                         softmax_backward)
+from .attention_reference import attention_backward_reference, attention_forward_reference
 from .construction import (context_is_inert, looped_backward, looped_forward, looped_forward_with_cache,
                            ngd_weights, stack_backward, stack_forward)
 from .gradcheck import (assert_gradients_close, check_directions, directional_derivative, gradient_errors,
