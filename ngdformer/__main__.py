@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .train_cli import add_train_arguments, run_train
+from .tour import run_tour
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -25,23 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="print nothing")
     sub = parser.add_subparsers(dest="command", metavar="{train}")
     train = sub.add_parser("train", help="train an attention layer by hand, save it and report (see train --help)")
-    try:
-        from .train_cli import add_train_arguments
-    except ImportError:
-        add_train_arguments = None
-    if add_train_arguments is not None:
-        add_train_arguments(train)
+    add_train_arguments(train)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        from .train_cli import run_train
-
         return run_train(args)
-    from .tour import run_tour
-
     try:
         run_tour(seed=args.seed, batch=args.batch, n=args.n, d=args.d, eta=args.eta, eta_gd=args.eta_gd,
                  out=args.out, train=not args.no_train, quiet=args.quiet)

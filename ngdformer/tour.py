@@ -14,6 +14,7 @@ from .construction import looped_forward, ngd_weights
 from .metrics import accuracy, cosine, normalized_difference
 from .solvers import gd, max_margin, ngd, ngd_step, normalized_margin
 from .tasks import embed, read_weights, sample_points, sample_tasks
+from .train_cli import tour_training_stage
 
 DEPTHS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
@@ -121,18 +122,10 @@ def run_tour(*, seed: int = 0, batch: int = 64, n: int = 40, d: int = 10, eta: f
     say(format_table(table) + "\n")
     results = {"construction_error": err, "table": table}
     if train:
-        results["training"] = _training_stage(rng, out, quiet)
+        results["training"] = tour_training_stage(rng, out, quiet=quiet)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "tour.png")
     plot_tour(table, path)
     results["seconds"] = time.perf_counter() - start
     say(f"Figure saved to {path}. Tour finished in {results['seconds']:.1f} s.")
     return results
-
-
-def _training_stage(rng, out, quiet):
-    try:
-        from .train_cli import tour_training_stage
-    except ImportError:  # the training module is optional for the tour
-        return None
-    return tour_training_stage(rng, out, quiet=quiet)
