@@ -189,14 +189,15 @@ def _query_backward(dout, cache: AttentionCache):
     T, A, U = T.reshape(-1, D), A.reshape(-1, n_keys), U.reshape(-1, D)
     dV = g.T @ U  # out = q + V U, summed over the batch
     dU = g @ V  # (B, D) = V^T g per task
-    dA = np.einsum("bkn,bk->bn", K, dU)  # (B, n_keys) = K^T dU
+    dA = (dU[:, None, :] @ K)[:, 0, :]  # (B, n_keys) = K^T dU
     dS = A * (dA - np.einsum("bd,bd->b", U, dU)[:, None])  # softmax backward, <A, dA> = <U, dU>
-    dT = np.einsum("bkn,bn->bk", K, dS)  # (B, D) = K dS
+    dT = (K @ dS[:, :, None])[:, :, 0]  # (B, D) = K dS
     dW = dT.T @ q  # T = W q
     dq = dT @ W  # (B, D) = W^T dT
-    dZ = np.array(G, dtype=np.result_type(dout, Z), copy=True)  # residual path
-    dZ[:, :, :n_keys] += dU[:, :, None] * A[:, None, :]  # dK through the values: dU A^T
-    dZ[:, :, :n_keys] += T[:, :, None] * dS[:, None, :]  # dK through the keys: T dS^T
+    dZ = np.empty(G.shape, dtype=np.result_type(dout, Z))
+    np.matmul(np.stack((dU, T), axis=-1), np.stack((A, dS), axis=-2), out=dZ[:, :, :n_keys])  # dK = dU A^T + T dS^T
+    dZ[:, :, :n_keys] += G[:, :, :n_keys]  # residual path
+    dZ[:, :, n_keys:] = G[:, :, n_keys:]
     dZ[:, :, -1] += dq
     return dZ.reshape(Z.shape), dW, dV
 
