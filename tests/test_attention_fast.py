@@ -66,8 +66,10 @@ def test_fast_forward_equals_reference_and_naive(seed, lead, d, n_context, extra
         assert fast.shape == ref.shape, name
         np.testing.assert_allclose(fast, ref, rtol=1e-13, atol=1e-13, err_msg=name)
     assert cache.n_keys == cache_ref.n_keys and cache.query_only == cache_ref.query_only
-    if options["query_only"]:
+    if options["query_only"]:  # the other columns untouched; the query column is the full layer's, at any weights
         np.testing.assert_array_equal(out[..., :-1], Z[..., :-1])
+        full = attention_forward(Z, W, V, n_context, attend_self=options["attend_self"])[0]
+        np.testing.assert_allclose(out[..., -1], full[..., -1], rtol=1e-13, atol=1e-13)
 
 
 # --- backward: fast = reference, and finite differences --------------------------------------------------
