@@ -1,0 +1,47 @@
+"""Chapter 08 checkers: True on the reference, AssertionError on a wrong answer, False on a stub."""
+
+import numpy as np
+import pytest
+
+from ngdformer.exercises import ch08
+from ngdformer.training import block, coefficients, from_blocks
+
+
+def _stub(*args):
+    raise NotImplementedError
+
+
+def _project(W, V):
+    d = W.shape[0] // 2
+    c1, c2 = coefficients(W, V)
+    return from_blocks((-c1 * np.eye(d), np.zeros((d, d)), c2 * np.eye(d)), d)
+
+
+def _project_in_place(W, V):
+    Wp, Vp = _project(W, V)
+    W[...], V[...] = Wp, Vp
+    return W, V
+
+
+CASES = [
+    (ch08.check_coefficients, coefficients, lambda W, V: (np.trace(block(W, "12")) / 3, np.trace(block(V, "21")))),
+    (ch08.check_end_grad, lambda w, ws: (w - ws) / w.shape[0], lambda w, ws: ws - w),
+    (ch08.check_project, _project, lambda W, V: from_blocks((block(W, "12"), block(V, "11"), block(V, "21")), 3)),
+]
+
+
+@pytest.mark.parametrize("check, right, wrong", CASES)
+def test_checker(check, right, wrong):
+    assert check(right) is True
+    with pytest.raises(AssertionError):
+        check(wrong)
+    assert check(_stub) is False
+
+
+def test_checkers_give_hints():
+    with pytest.raises(AssertionError, match="sign"):
+        ch08.check_coefficients(lambda W, V: (-coefficients(W, V)[0], coefficients(W, V)[1]))
+    with pytest.raises(AssertionError, match="1/B"):
+        ch08.check_end_grad(lambda w, ws: w - ws)
+    with pytest.raises(AssertionError, match="modified"):
+        ch08.check_project(_project_in_place)
