@@ -1,0 +1,40 @@
+"""Chapter 07 checkers: True on the reference, AssertionError on a wrong answer, False on a stub."""
+
+import numpy as np
+import pytest
+
+import ngdformer as nf
+from ngdformer.exercises import ch07
+
+
+def _stub(*args):
+    raise NotImplementedError
+
+
+def _fraction(w, X, y, w_mm):
+    return nf.normalized_margin(w, X, y) / nf.normalized_margin(w_mm, X, y)
+
+
+CASES = [
+    (ch07.check_normalized_difference, nf.normalized_difference, lambda u, v: np.linalg.norm(u - v, axis=-1)),
+    (ch07.check_margin_fraction, _fraction, lambda w, X, y, w_mm: nf.normalized_margin(w, X, y)),
+    (ch07.check_first_affected_loop, lambda: 2, lambda: 1),
+]
+
+
+@pytest.mark.parametrize("check, right, wrong", CASES)
+def test_checker(check, right, wrong):
+    assert check(right) is True
+    with pytest.raises(AssertionError):
+        check(wrong)
+    assert check(_stub) is False
+
+
+def test_checkers_give_hints():
+    with pytest.raises(AssertionError, match="unit length"):
+        ch07.check_normalized_difference(lambda u, v: np.linalg.norm(u - v, axis=-1))
+    with pytest.raises(AssertionError, match="length of its weight"):
+        ch07.check_margin_fraction(lambda w, X, y, w_mm: np.min(y * np.einsum("bnd,bd->bn", X, w), -1)
+                                   / np.min(y * np.einsum("bnd,bd->bn", X, w_mm), -1))
+    with pytest.raises(AssertionError, match="bottom"):
+        ch07.check_first_affected_loop(lambda: 3)
