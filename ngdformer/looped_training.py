@@ -120,7 +120,8 @@ def train_looped(rng: np.random.Generator, *, n: int, d: int, loops: int, steps:
     steps : int >= 0, optimizer steps
     objective : ``"w_star"`` or ``"logistic"`` (see module docstring)
     batch : int, tasks per step
-    lr, optimizer, momentum : see :func:`ngdformer.optim.make_optimizer`
+    lr, optimizer, momentum : see :func:`ngdformer.optim.make_optimizer`. Measured (n = 40, d = 10, batch 64,
+        3000 cosine steps): lr 1e-2 trains L = 5 and L = 10; L = 20 diverged at 1e-2 and trains at 5e-3.
     init_scale : float > 0, entries of the start are N(0, init_scale^2). Keep it small: with n = 40, d = 10,
         L = 10, a start of 0.1 already blows the iterate up (initial loss ~1e2) and training stalls far
         from NGD (measured: c1 ~ 0.01, cosine 0.85), while 0.01 learns W12 ~ -c1 I, V21 ~ c2 I.
