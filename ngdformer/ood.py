@@ -21,8 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import check_positive
-from .construction import context_is_inert
-from .attention import attention_forward
+from .construction import context_is_inert, looped_forward
 from .metrics import accuracy, cosine, normalized_difference, relative_difference
 from .solvers import gd, max_margin, ngd, normalized_margin
 from .tasks import embed, read_weights, sample_points, sample_tasks
@@ -91,8 +90,7 @@ def transformer_iterates(W, V, X, y, w0, depths) -> np.ndarray:
     query_only = context_is_inert(W, V)
     Z, done, out = embed(X, y, w0), 0, []
     for depth in depths:
-        for _ in range(int(depth) - done):
-            Z, _ = attention_forward(Z, W, V, n, query_only=query_only)
+        Z = looped_forward(Z, W, V, n, int(depth) - done, query_only=query_only)
         done = int(depth)
         out.append(read_weights(Z))
     return np.stack(out)

@@ -11,9 +11,9 @@ import time
 import numpy as np
 
 from .construction import looped_forward, ngd_weights
-from .metrics import accuracy, cosine, normalized_difference
-from .solvers import gd, max_margin, ngd, ngd_step, normalized_margin
-from .tasks import embed, read_weights, sample_points, sample_tasks
+from .ood import Shift, evaluate_shift
+from .solvers import ngd_step
+from .tasks import embed, read_weights, sample_tasks
 from .train_cli import tour_training_stage
 
 DEPTHS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -32,36 +32,16 @@ def construction_error(rng: np.random.Generator, X, y, etas=(0.1, 0.5, 1.0), sca
     return worst
 
 
-def depth_table(X, y, w_star, X_test, y_test, eta: float, eta_gd: float, depths=DEPTHS) -> dict:
-    """Per-depth metrics of the looped constructed layer, NGD and GD, averaged over the batch.
+def depth_table(rng: np.random.Generator, *, batch: int, n: int, d: int, eta: float, eta_gd: float,
+                depths=DEPTHS) -> dict:
+    """Per-depth metrics of the looped constructed layer, NGD and GD from w0 = 0 on fresh tasks.
 
-    Returns
-    -------
-    dict of arrays of shape (len(depths),): ``diff`` (normalized transformer-NGD difference,
-    worst task), and for each of ``tf``, ``ngd``, ``gd``: ``cos_<m>``, ``margin_<m>`` (normalized
-    margin / max-margin value), ``acc_<m>`` (held-out accuracy).
+    A thin use of :func:`ngdformer.ood.evaluate_shift` in distribution; see
+    :func:`ngdformer.ood.evaluate_ood` for the keys (``diff_max``, ``cos_tf``, ``margin_ngd``, ...).
     """
-    n, d = X.shape[-2:]
     W, V = ngd_weights(d, eta)
-    w0 = np.zeros(X.shape[:-2] + (d,))
-    steps = max(depths)
-    traj = {"ngd": ngd(w0, X, y, eta, steps), "gd": gd(w0, X, y, eta_gd, steps)}
-    Z, tf, last = embed(X, y, w0), [], 0
-    for depth in depths:  # loop the layer, reading the query column at each depth
-        Z = looped_forward(Z, W, V, n, depth - last)
-        tf.append(read_weights(Z))
-        last = depth
-    traj["tf"] = np.stack(tf)
-    idx = np.asarray(depths)
-    traj["ngd"], traj["gd"] = traj["ngd"][idx], traj["gd"][idx]
-    gamma_mm = normalized_margin(max_margin(X, y), X, y)  # (B,)
-    table = {"depth": idx, "diff": normalized_difference(traj["tf"], traj["ngd"]).max(axis=-1)}
-    table["diff"][idx == 0] = 0.0  # both start at w0 = 0, whose direction is undefined
-    for key, w in traj.items():
-        table[f"cos_{key}"] = cosine(w, w_star).mean(axis=-1)
-        table[f"margin_{key}"] = (normalized_margin(w, X, y) / gamma_mm).mean(axis=-1)
-        table[f"acc_{key}"] = accuracy(w, X_test, y_test).mean(axis=-1)
-    return table
+    return evaluate_shift(rng, W, V, Shift("in distribution"), eta=eta, n=n, loops=max(depths), batch=batch,
+                          sigma0=0.0, eta_gd=eta_gd, depths=np.asarray(depths))
 
 
 def format_table(table: dict) -> str:
@@ -71,7 +51,7 @@ def format_table(table: dict) -> str:
     rows = [head, "-" * len(head)]
     for k, depth in enumerate(table["depth"]):
         cell = lambda m: " / ".join(f"{table[f'{m}_{key}'][k]:.3f}" for key in ("tf", "ngd", "gd"))  # noqa: E731
-        rows.append(f"{depth:>5} | {table['diff'][k]:9.1e} | {cell('cos'):^23} | {cell('margin'):^24} | "
+        rows.append(f"{depth:>5} | {table['diff_max'][k]:9.1e} | {cell('cos'):^23} | {cell('margin'):^24} | "
                     f"{cell('acc'):^26}")
     return "\n".join(rows)
 
@@ -93,7 +73,7 @@ def plot_tour(table: dict, path: str) -> None:
     axes[0].set(xscale="log", xlabel="depth (loops / steps)", ylabel="normalized margin / max-margin value",
                 title="Margin: NGD is fast, GD is slow")
     axes[1].set(xscale="log", xlabel="depth", ylabel="cosine to w*", title="Direction of the iterate")
-    axes[2].semilogy(depth[1:], np.maximum(table["diff"][1:], 1e-17), "-o")
+    axes[2].semilogy(depth[1:], np.maximum(table["diff_max"][1:], 1e-17), "-o")
     axes[2].set(xscale="log", xlabel="depth", ylabel="||u/|u| - v/|v|||", title="Transformer vs NGD (round-off)")
     for ax in axes[:2]:
         ax.legend()
@@ -109,16 +89,15 @@ def run_tour(*, seed: int = 0, batch: int = 64, n: int = 40, d: int = 10, eta: f
     start = time.perf_counter()
     say = (lambda *a: None) if quiet else print
     rng = np.random.default_rng(seed)
-    X, y, w_star = sample_tasks(rng, batch, n, d)
-    X_test, y_test = sample_points(rng, w_star, 1000)
+    X, y, _ = sample_tasks(rng, batch, n, d)
     say(f"ngdformer tour (seed {seed}): {batch} tasks, n = {n} examples in d = {d} dimensions, tokens Z of shape "
         f"({batch}, {2 * d}, {n + 1})\n")
     err = construction_error(rng, X, y)
     say("1. One attention layer with W*, V* = one NGD step (eta in {0.1, 0.5, 1}, |w0| in {0, ~3, ~3e3}):")
     say(f"   largest relative error {err:.1e}\n")
-    table = depth_table(X, y, w_star, X_test, y_test, eta, eta_gd, depths)
+    table = depth_table(rng, batch=batch, n=n, d=d, eta=eta, eta_gd=eta_gd, depths=depths)
     say(f"2. Looping the layer (eta = {eta}) against NGD (eta = {eta}) and GD on the logistic loss (eta = {eta_gd}),")
-    say("   mean over tasks; |tf-ngd| is the largest normalized difference over tasks:")
+    say(f"   on {batch} fresh tasks from w0 = 0, mean over tasks; |tf-ngd| is the largest normalized difference:")
     say(format_table(table) + "\n")
     results = {"construction_error": err, "table": table}
     if train:

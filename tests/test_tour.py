@@ -23,7 +23,7 @@ def test_tour_construction_is_exact(tour):
 def test_tour_table_tracks_ngd_and_beats_gd(tour):
     _, res = tour
     t = res["table"]
-    assert np.all(t["diff"] < 1e-12)  # looped transformer = NGD at eta = 0.25
+    assert np.all(t["diff_max"] < 1e-12)  # looped transformer = NGD at eta = 0.25
     np.testing.assert_allclose(t["margin_tf"], t["margin_ngd"], atol=1e-10)
     assert t["margin_ngd"][-1] > 0.9  # NGD's normalized margin approaches the max-margin value
     assert t["margin_ngd"][-1] > t["margin_gd"][-1] + 0.1  # GD is far behind at the same depth
