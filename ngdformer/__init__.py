@@ -14,7 +14,7 @@ from .construction import (context_is_inert, looped_backward, looped_forward, lo
                            ngd_weights, stack_backward, stack_forward)
 from .gradcheck import (assert_gradients_close, check_directions, directional_derivative, gradient_errors,
                         numeric_jacobian, rel_error)
-from .metrics import accuracy, cosine, normalized_difference, relative_difference
+from .metrics import accuracy, cosine, moving_average, normalized_difference, relative_difference
 from .losses import (exp_log_loss, exp_loss, exp_loss_grad, logistic_loss, logistic_loss_grad, margins,
                      ngd_coefficients, sigmoid)
 from .solvers import (MaxMarginResult, gd, gd_step, kkt_residuals, max_margin, max_margin_dual, ngd, ngd_step,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import as_float, check_context
+from .checks import as_float, check_context, check_positive
 
 
 def _unit(w) -> np.ndarray:
@@ -49,3 +49,15 @@ def accuracy(w, X, y) -> np.ndarray:
     w, X, y = check_context(w, X, y)
     pred = np.where(np.einsum("...nd,...d->...n", X, w) >= 0, 1.0, -1.0)
     return np.mean(pred == y, axis=-1)
+
+
+def moving_average(a, k: int) -> np.ndarray:
+    r"""Mean over each window of ``k`` consecutive entries, :math:`\bar a_t = \frac1k\sum_{s=t}^{t+k-1} a_s`.
+
+    Smooths a per-step training loss for plotting (chapters 06, 08). Shape (T,) -> (T - k + 1,).
+    """
+    a = as_float("a", a, ndim_min=1)
+    check_positive("k", k, integer=True)
+    if k > a.shape[-1]:
+        raise ValueError(f"window k = {k} is longer than the series ({a.shape[-1]} entries)")
+    return np.convolve(a, np.ones(k) / k, mode="valid")
