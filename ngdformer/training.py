@@ -21,7 +21,7 @@ import numpy as np
 from .attention import attention_backward, attention_forward
 from .checks import check_positive
 from .construction import ngd_weights
-from .optim import make_optimizer
+from .optim import cosine_lr, make_optimizer
 from .solvers import ngd_step
 from .tasks import embed, sample_tasks
 
@@ -144,7 +144,7 @@ def init_weights(rng: np.random.Generator, d: int, init: str = "zeros", init_sca
 def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float, steps: int, batch: int = 256,
                          lr: float = 1e-2, optimizer: str = "adam", init: str = "zeros", sigma0: float = 1.0,
                          params: str = "full", init_scale: float = 0.1, momentum: float = 0.0,
-                         quiet: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+                         schedule: str = "constant", quiet: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
     r"""Train one attention layer to perform one NGD step (DESIGN.md section 4; chapter 06, paper Figs. 3-4).
 
     Every step draws ``batch`` fresh tasks and :math:`w_0 \sim N(0, \sigma_0^2 I_d)` from ``rng``
@@ -164,6 +164,8 @@ def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float
     sigma0 : float >= 0, scale of the starting iterate
     params : ``"full"`` trains the whole (2d, 2d) ``W`` and ``V``; ``"blocks"`` trains only
         :math:`(W_{12}, V_{11}, V_{21})` (the others stay at their initial values, zero or random)
+    schedule : ``"constant"`` (default) learning rate, or ``"cosine"`` (:func:`ngdformer.optim.cosine_lr`: from
+        ``lr`` at the first step down to 0 at the last). Chapter 06 uses the cosine decay to converge in few steps.
     quiet : bool, silence the progress line (printed at most every ~2 s)
 
     Returns
@@ -181,6 +183,8 @@ def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float
     check_positive("sigma0", sigma0, allow_zero=True)
     if params not in ("full", "blocks"):
         raise ValueError(f"params must be 'full' or 'blocks', got {params!r}")
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
     hyper = {"lr": lr} if optimizer == "adam" else {"lr": lr, "momentum": momentum}
     opt = make_optimizer(optimizer, **hyper)
     W, V = init_weights(rng, d, init, init_scale)
@@ -195,7 +199,8 @@ def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float
         Z, target = one_step_batch(rng, batch, n, d, eta, sigma0)
         J, dW, dV = one_step_loss(W, V, Z, target)
         grads = to_blocks(dW, dV) if params == "blocks" else (dW, dV)
-        theta, state = opt.update(theta, grads, state)
+        lr_t = cosine_lr(lr, t, steps) if schedule == "cosine" else lr
+        theta, state = opt.update(theta, grads, state, lr=lr_t)
         W, V = _assemble(theta, frozen, d) if params == "blocks" else theta
         hist["loss"][t] = J
         hist["c1"][t], hist["c2"][t] = coefficients(W, V)

@@ -123,6 +123,17 @@ def test_training_is_deterministic_and_progress_is_silenceable(capsys):
     np.testing.assert_array_equal(a[2]["loss"], b[2]["loss"])
 
 
+def test_cosine_schedule_converges_and_constant_is_the_default():
+    kw = dict(n=8, d=3, eta=0.5, steps=300, batch=16, lr=0.05, quiet=True)
+    W, V, hist = train_one_step_layer(np.random.default_rng(1), schedule="cosine", **kw)
+    assert hist["dist"][-1] < 1e-4  # measured 3.9e-5
+    a = train_one_step_layer(np.random.default_rng(1), **(kw | dict(steps=20)))
+    b = train_one_step_layer(np.random.default_rng(1), schedule="constant", **(kw | dict(steps=20)))
+    c = train_one_step_layer(np.random.default_rng(1), schedule="cosine", **(kw | dict(steps=20)))
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], c[0])
+
+
 def test_sgd_with_momentum_also_trains():
     W, V, hist = train_one_step_layer(np.random.default_rng(1), n=8, d=3, eta=0.5, steps=300, batch=32,
                                       optimizer="sgd", lr=0.5, momentum=0.9, quiet=True)
@@ -146,6 +157,7 @@ def test_looped_logistic_objective_trains():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(params="diag"), "params"), (dict(init="ones"), "init"), (dict(optimizer="lbfgs"), "optimizer"),
     (dict(eta=-1.0), "eta"), (dict(steps=1.5), "steps"), (dict(sigma0=-1.0), "sigma0"),
+    (dict(schedule="step"), "schedule"),
 ])
 def test_one_step_training_bad_arguments(kwargs, match):
     args = dict(n=5, d=2, eta=0.5, steps=2, quiet=True) | kwargs
