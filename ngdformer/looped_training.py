@@ -1,15 +1,17 @@
-r"""A looped model trained from scratch by backpropagation through its loops (DESIGN.md section 4; chapter 07).
+r"""A looped model trained from scratch by backpropagation through its loops (DESIGN.md section 4; chapter 08).
 
 One shared layer (W, V) is applied L times to :math:`Z_0 = \mathrm{embed}(X, y, w_0)`; the
 iterate :math:`w_L` is read from the query column and scored on an end task:
 
 .. math::
     \text{"w\_star":}\quad J = \frac1B\sum_b \tfrac12 \|w_L^{(b)} - w^{*(b)}\|^2, \qquad
-    \text{"logistic":}\quad J = \frac1B\sum_b \frac1{n_q}\sum_j \log(1 + e^{-\tilde y_j \langle w_L^{(b)}, \tilde x_j\rangle})
+    \text{"logistic":}\quad J = \frac1B\sum_b \frac1{n_q}\sum_j \log(1 + e^{-\tilde y_j \langle w_L^{(b)}, \tilde x_j\rangle}),
+    \qquad \text{"ngd":}\quad J = \frac1B\sum_b \tfrac12 \|w_L^{(b)} - w_L^{\mathrm{NGD}(b)}\|^2
 
-with :math:`(\tilde x_j, \tilde y_j)` fresh query points of the same task. Nothing tells the
-model to do NGD; the paper's Fig. 5 tracks whether :math:`W_{12} \to -c_1 I` and
-:math:`V_{21} \to c_2 I` anyway. From a random start the context columns are not inert,
+with :math:`(\tilde x_j, \tilde y_j)` fresh query points of the same task, and :math:`w_L^{\mathrm{NGD}}` the
+L-step NGD iterate with step :math:`\eta` from the same :math:`w_0` (the paper's Fig. 5 settings
+"alpha = 0.5, 1", alpha read as :math:`\eta`). With the first two nothing tells the model to do NGD;
+the paper's Fig. 5 tracks whether :math:`W_{12} \to -c_1 I` and :math:`V_{21} \to c_2 I` anyway. From a random start the context columns are not inert,
 so the full layer (every column a query) is used.
 """
 
@@ -23,20 +25,22 @@ from .checks import check_positive
 from .construction import looped_backward, looped_forward_with_cache
 from .losses import sigmoid
 from .optim import cosine_lr, make_optimizer
+from .solvers import ngd
 from .tasks import embed, sample_points, sample_tasks
 from .training import Progress, block, coefficients, init_weights, off_identity
 
-OBJECTIVES = ("w_star", "logistic")
+OBJECTIVES = ("w_star", "logistic", "ngd")
 
 
-def end_loss(w, objective: str, w_star=None, X_query=None, y_query=None) -> tuple[float, np.ndarray]:
+def end_loss(w, objective: str, w_star=None, X_query=None, y_query=None, w_ngd=None) -> tuple[float, np.ndarray]:
     r"""End-task loss of the final iterates and its gradient :math:`\partial J / \partial w_L`.
 
     Parameters
     ----------
     w : ndarray of shape (B, d), the model's iterates :math:`w_L`
-    objective : ``"w_star"`` (needs ``w_star`` (B, d)) or ``"logistic"``
-        (needs ``X_query`` (B, n_q, d), ``y_query`` (B, n_q))
+    objective : ``"w_star"`` (needs ``w_star`` (B, d)), ``"logistic"``
+        (needs ``X_query`` (B, n_q, d), ``y_query`` (B, n_q)) or ``"ngd"`` (needs ``w_ngd`` (B, d), the NGD iterate
+        :math:`w_L^{\mathrm{NGD}}`; same squared loss as ``"w_star"`` with this target)
 
     Returns
     -------
@@ -44,8 +48,8 @@ def end_loss(w, objective: str, w_star=None, X_query=None, y_query=None) -> tupl
     dw : ndarray of shape (B, d)
     """
     B = w.shape[0]
-    if objective == "w_star":
-        r = w - w_star  # (B, d)
+    if objective in ("w_star", "ngd"):
+        r = w - (w_star if objective == "w_star" else w_ngd)  # (B, d)
         return 0.5 * float(np.sum(r * r)) / B, r / B
     if objective == "logistic":
         m = y_query * np.einsum("bnd,bd->bn", X_query, w)  # (B, n_q) margins on the query points
@@ -83,13 +87,17 @@ def looped_loss(W, V, Z, loops: int, objective: str, **targets) -> tuple[float, 
 
 
 def looped_batch(rng: np.random.Generator, batch: int, n: int, d: int, objective: str, *, sigma0: float = 0.0,
-                 n_query: int | None = None) -> tuple[np.ndarray, dict]:
+                 n_query: int | None = None, eta: float | None = None,
+                 loops: int | None = None) -> tuple[np.ndarray, dict]:
     """Draw tasks, embed them with :math:`w_0 \\sim N(0, \\sigma_0^2 I)`, and the targets for ``objective``.
+
+    ``"ngd"`` needs ``eta`` (> 0) and ``loops`` (L >= 1): its target is :func:`ngdformer.ngd` ``(w0, X, y, eta, L)[-1]``.
 
     Returns
     -------
     Z : ndarray of shape (B, 2d, n + 1)
-    targets : dict for :func:`end_loss`: ``w_star`` (B, d), or ``X_query`` (B, n_q, d) and ``y_query`` (B, n_q)
+    targets : dict for :func:`end_loss`: ``w_star`` (B, d), or ``X_query`` (B, n_q, d) and ``y_query`` (B, n_q),
+        or ``w_ngd`` (B, d)
     """
     X, y, w_star = sample_tasks(rng, batch, n, d)
     w0 = sigma0 * rng.standard_normal((batch, d))
@@ -98,14 +106,21 @@ def looped_batch(rng: np.random.Generator, batch: int, n: int, d: int, objective
     if objective == "logistic":
         Xq, yq = sample_points(rng, w_star, n if n_query is None else n_query)
         return embed(X, y, w0), {"X_query": Xq, "y_query": yq}
+    if objective == "ngd":
+        if eta is None or loops is None:
+            raise ValueError(f"objective 'ngd' needs eta and loops, got eta={eta!r}, loops={loops!r}")
+        check_positive("eta", eta)
+        check_positive("loops", loops, integer=True)
+        return embed(X, y, w0), {"w_ngd": ngd(w0, X, y, eta, loops)[-1]}
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
 
 
 def train_looped(rng: np.random.Generator, *, n: int, d: int, loops: int, steps: int, objective: str = "w_star",
                  batch: int = 64, lr: float = 1e-2, optimizer: str = "adam", init_scale: float = 0.01,
                  sigma0: float = 0.0, n_query: int | None = None, momentum: float = 0.0,
-                 schedule: str = "cosine", quiet: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
-    r"""Train a looped model (one shared layer, ``loops`` applications) from a small random start (chapter 07).
+                 schedule: str = "cosine", eta: float | None = None,
+                 quiet: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    r"""Train a looped model (one shared layer, ``loops`` applications) from a small random start (chapter 08).
 
     Every step draws ``batch`` fresh tasks from ``rng``, starts the iterate at
     :math:`w_0 \sim N(0, \sigma_0^2 I)` (default :math:`w_0 = 0`), runs the full layer
@@ -118,7 +133,7 @@ def train_looped(rng: np.random.Generator, *, n: int, d: int, loops: int, steps:
     n, d : int
     loops : int >= 1, L
     steps : int >= 0, optimizer steps
-    objective : ``"w_star"`` or ``"logistic"`` (see module docstring)
+    objective : ``"w_star"``, ``"logistic"`` or ``"ngd"`` (see module docstring)
     batch : int, tasks per step
     lr, optimizer, momentum : see :func:`ngdformer.optim.make_optimizer`. Measured (n = 40, d = 10, batch 64,
         3000 cosine steps): lr 1e-2 trains L = 5 and L = 10; L = 20 diverged at 1e-2 and trains at 5e-3.
@@ -130,6 +145,7 @@ def train_looped(rng: np.random.Generator, *, n: int, d: int, loops: int, steps:
     schedule : ``"cosine"`` (default, :func:`ngdformer.optim.cosine_lr`) or ``"constant"`` learning rate.
         At a constant lr 1e-2 an L = 10 run (n = 40, d = 10) went unstable after ~2400 steps
         (loss up to ~1e8, measured); the cosine decay lets it settle.
+    eta : float > 0, the NGD step of the ``"ngd"`` target :math:`w_L^{\mathrm{NGD}}(\eta)` (required there, ignored otherwise)
     quiet : bool, silence the progress line
 
     Returns
@@ -147,6 +163,10 @@ def train_looped(rng: np.random.Generator, *, n: int, d: int, loops: int, steps:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    if objective == "ngd":
+        if eta is None:
+            raise ValueError("objective 'ngd' needs eta (the NGD step of the target), got eta=None")
+        check_positive("eta", eta)
     opt = make_optimizer(optimizer, **({"lr": lr} if optimizer == "adam" else {"lr": lr, "momentum": momentum}))
     theta = init_weights(rng, d, "random", init_scale)
     state = opt.init(theta)
@@ -154,7 +174,7 @@ def train_looped(rng: np.random.Generator, *, n: int, d: int, loops: int, steps:
     progress = Progress(steps, f"looped L={loops}", quiet)
     start = time.perf_counter()
     for t in range(steps):
-        Z, targets = looped_batch(rng, batch, n, d, objective, sigma0=sigma0, n_query=n_query)
+        Z, targets = looped_batch(rng, batch, n, d, objective, sigma0=sigma0, n_query=n_query, eta=eta, loops=loops)
         J, dW, dV = looped_loss(*theta, Z, loops, objective, **targets)
         lr_t = cosine_lr(lr, t, steps) if schedule == "cosine" else lr
         theta, state = opt.update(theta, (dW, dV), state, lr=lr_t)

@@ -30,7 +30,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add("--seed", type=int, default=0, help="seed of the one random generator (default 0)")
     add("--n", type=int, default=40, help="context size n (default 40)")
     add("--d", type=int, default=10, help="input dimension d (default 10)")
-    add("--eta", type=float, default=0.5, help="NGD step size the one-step layer is taught (default 0.5)")
+    add("--eta", type=float, default=0.5,
+        help="NGD step size the one-step layer is taught, and of the target of --objective ngd (default 0.5)")
     add("--steps", type=int, default=None, help="optimizer steps (default 1000; 3000 with --looped)")
     add("--batch", type=int, default=None, help="tasks per step (default 256; 64 with --looped)")
     add("--lr", type=float, default=None, help="learning rate (default 1e-2 for adam, 0.5 for sgd)")
@@ -41,7 +42,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="one-step: train full W, V or only the blocks W12, V11, V21 (default full)")
     add("--sigma0", type=float, default=None, help="scale of w0 (default 1 one-step, 0 looped)")
     add("--looped", type=int, default=None, metavar="L", help="train an L-loop model from scratch instead")
-    add("--objective", choices=OBJECTIVES, default="w_star", help="end task of --looped (default w_star)")
+    add("--objective", choices=OBJECTIVES, default="w_star",
+        help="end task of --looped: w_star, logistic, or ngd (match L NGD steps of size --eta) (default w_star)")
     add("--schedule", choices=("cosine", "constant"), default="cosine",
         help="learning-rate schedule of --looped (default cosine)")
     add("--ood-loops", type=int, default=100, help="depth of the out-of-distribution evaluation (default 100)")
@@ -74,7 +76,7 @@ def _train_and_report(args) -> str:
                   momentum=args.momentum, sigma0=sigma0, quiet=args.quiet)
     if looped:
         W, V, hist = train_looped(rng, loops=args.looped, objective=args.objective, schedule=args.schedule,
-                               **common)
+                                  eta=args.eta, **common)
         c1, c2 = coefficients(W, V)
         eta = c1 * c2 if c1 * c2 > 0 else args.eta  # W12 = -c1 I, V21 = c2 I is NGD with step c1 c2 on c1 w
         kind, loops, name = "looped", args.looped, f"looped_L{args.looped}.npz"

@@ -38,6 +38,15 @@ def test_train_looped_saves_and_reports(tmp_path, capsys):
     assert saved.loops == 2 and saved.eta > 0
 
 
+def test_train_looped_ngd_objective(tmp_path, capsys):
+    argv = ["--looped", "2", "--objective", "ngd", "--eta", "0.5", "--n", "8", "--d", "2", "--steps", "20",
+            "--batch", "4", "--ood-loops", "6", "--ood-batch", "4", "--out", str(tmp_path)]
+    assert run_train(_args(*argv)) == 0
+    assert "objective ngd" in capsys.readouterr().out
+    assert run_train(_args(*argv[:4], "--eta", "-1", *argv[6:], "--quiet")) == 2
+    assert "eta" in capsys.readouterr().err
+
+
 def test_bad_input_exits_with_2(tmp_path, capsys):
     assert run_train(_args("--n", "0", "--out", str(tmp_path), "--quiet")) == 2
     assert "n must be" in capsys.readouterr().err

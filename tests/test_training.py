@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ngdformer import (assert_gradients_close, check_directions, context_is_inert, embed, looped_forward, ngd,
@@ -39,6 +39,29 @@ def test_looped_loss_gradient(p, loops, objective):
     f = lambda w, v: looped_loss(w, v, Z, loops, objective, **targets)[0]  # noqa: E731
     assert_gradients_close(*check_directions(lambda w: f(w, V), W, dW, rng, 2), f"{objective} dW")
     assert_gradients_close(*check_directions(lambda v: f(W, v), V, dV, rng, 2), f"{objective} dV")
+
+
+@settings(max_examples=100, deadline=None)
+@given(problems, st.integers(1, 4), st.floats(0.1, 2.0))
+def test_looped_ngd_objective_gradient(p, loops, eta):
+    rng = np.random.default_rng(p["seed"])
+    Z, targets = looped_batch(rng, p["B"], p["n"], p["d"], "ngd", sigma0=0.5, eta=eta, loops=loops)
+    D = 2 * p["d"]
+    W, V = p["scale"] * rng.standard_normal((D, D)), p["scale"] * rng.standard_normal((D, D))
+    J, dW, dV = looped_loss(W, V, Z, loops, "ngd", **targets)
+    assert J >= 0 and set(targets) == {"w_ngd"}
+    f = lambda w, v: looped_loss(w, v, Z, loops, "ngd", **targets)[0]  # noqa: E731
+    assert_gradients_close(*check_directions(lambda w: f(w, V), W, dW, rng, 2), "ngd dW")
+    assert_gradients_close(*check_directions(lambda v: f(W, v), V, dV, rng, 2), "ngd dV")
+
+
+def test_ngd_objective_target_and_zero_loss_at_the_construction():
+    Z, targets = looped_batch(np.random.default_rng(3), 8, 10, 3, "ngd", sigma0=0.5, eta=0.7, loops=4)
+    X, y, _ = sample_tasks(np.random.default_rng(3), 8, 10, 3)  # looped_batch draws the tasks first
+    np.testing.assert_array_equal(Z[:, :3, :10], np.swapaxes(y[..., None] * X, 1, 2))
+    np.testing.assert_array_equal(targets["w_ngd"], ngd(Z[:, 3:, -1], X, y, 0.7, 4)[-1])
+    J, dW, dV = looped_loss(*ngd_weights(3, 0.7), Z, 4, "ngd", **targets)
+    assert J < 1e-28 and np.abs(dW).max() < 1e-13 and np.abs(dV).max() < 1e-13
 
 
 def test_one_step_loss_is_zero_at_the_construction():
@@ -148,6 +171,13 @@ def test_looped_training_learns_identity_like_blocks():
     assert {"loss", "c1", "c2", "w12_off", "v21_off", "seconds"} <= set(hist)
 
 
+def test_looped_ngd_objective_trains_towards_step_eta():
+    W, V, hist = train_looped(np.random.default_rng(2), n=12, d=3, loops=3, steps=300, batch=16, lr=0.03,
+                              objective="ngd", eta=0.5, sigma0=0.5, quiet=True)
+    assert hist["loss"][-20:].mean() < 3e-3 * hist["loss"][:5].mean()  # measured 2.9e-4
+    assert abs(hist["c1"][-1] * hist["c2"][-1] - 0.5) < 0.1  # measured 0.47
+
+
 def test_looped_logistic_objective_trains():
     W, V, hist = train_looped(np.random.default_rng(1), n=12, d=3, loops=2, steps=150, batch=16, lr=0.03,
                               objective="logistic", quiet=True)
@@ -166,7 +196,8 @@ def test_one_step_training_bad_arguments(kwargs, match):
 
 
 @pytest.mark.parametrize("kwargs, match", [(dict(objective="mse"), "objective"), (dict(loops=0), "loops"),
-                                           (dict(schedule="step"), "schedule")])
+                                           (dict(schedule="step"), "schedule"), (dict(objective="ngd"), "eta"),
+                                           (dict(objective="ngd", eta=-0.5), "eta")])
 def test_looped_training_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         train_looped(np.random.default_rng(0), **(dict(n=5, d=2, loops=2, steps=2, quiet=True) | kwargs))
