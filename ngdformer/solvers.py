@@ -143,13 +143,30 @@ def kkt_residuals(X, y, w, a) -> dict:
     }
 
 
+def _pinv(A) -> np.ndarray:
+    r"""Pseudo-inverse with the round-off cutoff :math:`\sigma_i \le \max(m, k)\,\epsilon\,\sigma_1`.
+
+    The same tolerance as ``np.linalg.matrix_rank``: an SVD computes a singular value
+    that is zero in exact arithmetic as anything up to about that size, and what it
+    returns below it depends on the LAPACK build, so those values are treated as zero
+    rather than inverted. Batched over leading dimensions; ``A`` has shape (..., m, k).
+    """
+    U, sv, Vt = np.linalg.svd(A, full_matrices=False)  # (..., m, r), (..., r), (..., r, k)
+    cutoff = max(A.shape[-2:]) * np.finfo(A.dtype).eps * sv[..., :1]  # (..., 1)
+    keep = sv > cutoff
+    inv = np.where(keep, 1.0 / np.where(keep, sv, 1.0), 0.0)  # (..., r)
+    return np.swapaxes(Vt, -1, -2) @ (inv[..., :, None] * np.swapaxes(U, -1, -2))  # (..., k, m)
+
+
 def _polish(M, support) -> np.ndarray:
     r"""Exact dual on a guessed support S: :math:`a_S = G_{SS}^{+}\mathbf 1`, batched and masked.
 
     With :math:`P = M_S^{+}` (rows outside S zeroed), :math:`w = P\mathbf 1_S` is the
     least-norm w with :math:`m_i(w) = 1` on S, and :math:`a = P^\top w`; cost O(n d^2).
+    The zeroed rows make :math:`M_S` rank-deficient by construction, so the cutoff of
+    :func:`_pinv` decides which singular values are real.
     """
-    P = np.linalg.pinv(np.where(support[..., None], M, 0.0))  # (..., d, n)
+    P = _pinv(np.where(support[..., None], M, 0.0))  # (..., d, n)
     w = P @ support.astype(M.dtype)[..., None]  # (..., d, 1)
     return (np.swapaxes(P, -1, -2) @ w)[..., 0]  # (..., n)
 
@@ -181,7 +198,7 @@ def _ipm_step(M, Mt, w, a, s, done):
     broken = ~(np.isfinite(H).all(axis=(-1, -2)) & np.isfinite(rhs).all(axis=-1))  # only on bad data
     H = np.where((done | broken)[..., None, None], np.eye(d), H)  # certified tasks stay put
     rhs = np.where((done | broken)[..., None], 0.0, rhs)
-    dw = (np.linalg.pinv(H) @ rhs[..., None])[..., 0]  # pinv: never raises when H is ill-conditioned
+    dw = (_pinv(H) @ rhs[..., None])[..., 0]  # never raises when H is ill-conditioned
     dw = np.where(broken[..., None], np.nan, dw)  # flagged as diverged by the caller
     da = r_c / s - D * (np.einsum("...nd,...d->...n", M, dw) + r_p)
     ds = (r_c - s * da) / a
