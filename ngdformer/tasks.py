@@ -27,15 +27,26 @@ def sample_w_star(rng: np.random.Generator, batch: int, d: int) -> np.ndarray:
 
 
 def _check_cov(cov, d: int) -> np.ndarray:
+    r"""Validate a covariance and return its symmetric square root :math:`\Sigma^{1/2}`.
+
+    Tolerances are relative to the largest entry, so the check means the same at every
+    scale. The square root comes from ``eigh`` and is unique, so it is the same on every
+    LAPACK build; a singular (PSD, not PD) covariance is allowed.
+    """
     cov = as_float("cov", cov, ndim_min=2)
     if cov.shape != (d, d):
         raise ValueError(f"cov has shape {cov.shape}, expected ({d}, {d})")
-    if not np.allclose(cov, cov.T):
+    scale = float(np.max(np.abs(cov)))
+    if scale == 0.0:
+        raise ValueError("cov is zero: every point would be the origin")
+    if np.max(np.abs(cov - cov.T)) > 1e-10 * scale:
         raise ValueError("cov must be symmetric")
-    try:
-        return np.linalg.cholesky(cov + 1e-12 * np.eye(d))
-    except np.linalg.LinAlgError as exc:
-        raise ValueError("cov must be positive semi-definite") from exc
+    lam, Q = np.linalg.eigh(cov)  # ascending eigenvalues
+    floor = 100 * d * np.finfo(cov.dtype).eps * lam[-1]  # eigh's round-off is about d eps lam_max
+    if lam[0] < -floor:
+        raise ValueError(f"cov must be positive semi-definite, got an eigenvalue {lam[0]:.3g}")
+    lam = np.where(lam > floor, lam, 0.0)  # round-off eigenvalues are zeros, not sqrt(eps)-sized roots
+    return (Q * np.sqrt(lam)) @ Q.T  # (d, d), symmetric
 
 
 def sample_points(rng: np.random.Generator, w_star, n: int, *, margin: float = 0.0,
@@ -69,7 +80,7 @@ def sample_points(rng: np.random.Generator, w_star, n: int, *, margin: float = 0
         raise ValueError(f"flip must be in [0, 1), got {flip!r}")
     X = rng.standard_normal((B, n, d))
     if cov is not None:
-        X = X @ _check_cov(cov, d).T  # x = L g with Sigma = L L^T
+        X = X @ _check_cov(cov, d)  # x = Sigma^{1/2} g; the root is symmetric
     s = np.einsum("bnd,bd->bn", X, w_star)  # (B, n) signed distances
     sign = np.where(s >= 0, 1.0, -1.0)
     if margin > 0:

@@ -72,6 +72,22 @@ def test_singular_covariance_is_allowed():
     assert np.all(np.isfinite(X)) and np.max(np.abs(X[..., 1])) < 1e-4
 
 
+@pytest.mark.parametrize("scale", [1e-9, 1.0, 1e9])
+def test_low_rank_covariances_are_allowed_at_every_scale(scale):
+    """A A^T of rank 1 or 2 is PSD; its round-off eigenvalues may be slightly negative and must not be refused."""
+    rng = np.random.default_rng(12)
+    for d, r in ((2, 1), (5, 2), (20, 2)):
+        for _ in range(30):
+            A = scale * rng.standard_normal((d, r))
+            X, _, _ = sample_tasks(np.random.default_rng(13), 2, 4, d, cov=A @ A.T)
+            P = A @ np.linalg.pinv(A)  # projector onto the column space of A
+            np.testing.assert_allclose(X @ P, X, atol=1e-9 * scale * d)  # x lies in range(A)
+    with pytest.raises(ValueError, match="cov must be symmetric"):
+        sample_tasks(rng, 2, 4, 2, cov=scale * np.array([[1.0, 0.5], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        sample_tasks(rng, 2, 4, 2, cov=scale * np.array([[1.0, 0.0], [0.0, -1e-6]]))
+
+
 def test_tie_counts_as_plus_one():
     X, y = sample_points(np.random.default_rng(6), np.zeros((2, 3)), 5)  # w_star = 0: every point on the boundary
     assert np.all(np.isfinite(X))
