@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from ngdformer import (assert_gradients_close, attention_backward, attention_forward, attention_naive,
                        check_directions, numeric_jacobian, softmax, softmax_backward)
@@ -28,7 +28,6 @@ def _layer(seed, B, d, n_context, extra, w_scale=0.7):
 # --- softmax -------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 2), n=st.integers(1, 5), nq=st.integers(1, 3), scale=st.sampled_from([0.1, 1, 5]))
 def test_softmax_backward_matches_finite_differences(seed, B, n, nq, scale):
     rng = np.random.default_rng(seed)
@@ -92,7 +91,6 @@ def _check_attention_gradients(Z, W, V, G, rng, n_context, options, jacobian):
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
-@settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 2), d=st.integers(1, 2), n_context=st.integers(1, 3), extra=st.integers(0, 1))
 def test_attention_backward_full_jacobian(options, seed, B, d, n_context, extra):
     Z, W, V, G, rng = _layer(seed, B, d, n_context, extra)
@@ -100,7 +98,6 @@ def test_attention_backward_full_jacobian(options, seed, B, d, n_context, extra)
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
-@settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 3), d=st.integers(1, 4), n_context=st.integers(1, 6), extra=st.integers(0, 2),
        w_scale=st.sampled_from([0.0, 0.3, 1.0, 2.0]))
 def test_attention_backward_directions(options, seed, B, d, n_context, extra, w_scale):
@@ -112,7 +109,6 @@ def test_attention_backward_directions(options, seed, B, d, n_context, extra, w_
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=OPTION_IDS)
-@settings(max_examples=50, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 3), d=st.integers(1, 4), n_context=st.integers(1, 6), extra=st.integers(0, 2))
 def test_vectorised_equals_naive(options, seed, B, d, n_context, extra):
     Z, W, V, _, _ = _layer(seed, B, d, n_context, extra, 1.0)

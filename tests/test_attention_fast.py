@@ -8,7 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from ngdformer import (assert_gradients_close, attention_backward, attention_backward_reference, attention_forward,
                        attention_forward_reference, attention_naive, check_directions, context_is_inert, embed,
@@ -16,6 +16,7 @@ from ngdformer import (assert_gradients_close, attention_backward, attention_bac
                        softmax)
 from ngdformer import query_loop
 from ngdformer.attention import _softmax_keys_, _support
+from numerics import loop_scale, scaled_error
 
 SEEDS = st.integers(0, 2**32 - 1)
 OPTIONS = [dict(attend_self=a, query_only=q) for a, q in itertools.product([False, True], repeat=2)]
@@ -51,7 +52,6 @@ def _inert_weights(rng, d, eta=0.3):
 # --- forward: fast = reference = naive ------------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
 @given(seed=SEEDS, lead=LEADS, d=st.integers(1, 3), n_context=st.integers(1, 5), extra=st.integers(0, 2),
        zero_fraction=st.sampled_from([0.0, 0.3, 0.7, 1.0]), options=OPTIONS_ST)
 def test_fast_forward_equals_reference_and_naive(seed, lead, d, n_context, extra, zero_fraction, options):
@@ -75,7 +75,6 @@ def test_fast_forward_equals_reference_and_naive(seed, lead, d, n_context, extra
 # --- backward: fast = reference, and finite differences --------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
 @given(seed=SEEDS, lead=LEADS, d=st.integers(1, 3), n_context=st.integers(1, 5), extra=st.integers(0, 2),
        zero_fraction=st.sampled_from([0.0, 0.3, 0.7]), options=OPTIONS_ST)
 def test_fast_backward_equals_reference_on_either_cache(seed, lead, d, n_context, extra, zero_fraction, options):
@@ -89,7 +88,6 @@ def test_fast_backward_equals_reference_on_either_cache(seed, lead, d, n_context
             np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12, err_msg=name)
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, lead=st.sampled_from([(), (1,), (2,)]), d=st.integers(1, 2), n_context=st.integers(1, 3),
        extra=st.integers(0, 1), zero_fraction=st.sampled_from([0.0, 0.5]), options=OPTIONS_ST)
 def test_fast_backward_full_jacobian_and_directions(seed, lead, d, n_context, extra, zero_fraction, options):
@@ -139,7 +137,6 @@ def test_float32_in_mixed_precision_keeps_the_token_dtype():
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, scale=st.sampled_from([0.1, 1.0, 30.0, 1e3, 1e300]), axis=st.sampled_from([-1, -2]))
 def test_in_place_softmax_equals_softmax(seed, scale, axis):
     rng = np.random.default_rng(seed)
@@ -164,7 +161,6 @@ def test_support_is_the_smallest_covering_range():
 # --- the query loop ---------------------------------------------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, lead=LEADS, d=st.integers(1, 3), n_context=st.integers(1, 6), extra=st.integers(0, 2),
        layers=st.integers(0, 6), zero_fraction=st.sampled_from([0.0, 0.5]), attend_self=st.booleans())
 def test_query_loop_equals_repeated_query_layers(seed, lead, d, n_context, extra, layers, zero_fraction, attend_self):
@@ -181,7 +177,6 @@ def test_query_loop_equals_repeated_query_layers(seed, lead, d, n_context, extra
                                                  attend_self=attend_self), got)
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 8), d=st.integers(1, 4), layers=st.integers(1, 8),
        construction=st.booleans(), attend_self=st.booleans())
 def test_query_loop_is_the_full_model_when_the_context_is_inert(seed, B, n, d, layers, construction, attend_self):
@@ -194,7 +189,7 @@ def test_query_loop_is_the_full_model_when_the_context_is_inert(seed, B, n, d, l
     Z = embed(X, y, w0)
     full = looped_forward(Z, W, V, n, layers, attend_self=attend_self)
     fast = looped_forward(Z, W, V, n, layers, attend_self=attend_self, query_only=True)
-    assert rel_error(fast[..., -1], full[..., -1]) <= 1e-13
+    assert scaled_error(fast[..., -1], full[..., -1], loop_scale(Z, V, layers)) <= 1e-14
 
 
 def test_query_loop_differs_from_the_full_model_when_the_context_feeds_back():

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from ngdformer import (assert_gradients_close, attention_forward, check_directions, context_is_inert, embed,
                        looped_forward, ngd, ngd_step, ngd_weights, read_weights, rel_error, sample_tasks,
@@ -28,7 +28,6 @@ def test_ngd_weights_blocks():
     assert np.count_nonzero(W) == 3 and np.count_nonzero(V) == 3
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 8), d=st.integers(1, 4),
        eta=st.floats(1e-3, 10.0), scale=st.sampled_from(SCALES), query_only=st.booleans())
 def test_one_constructed_layer_is_one_ngd_step(seed, B, n, d, eta, scale, query_only):
@@ -81,7 +80,6 @@ def test_200_loops_equal_200_ngd_steps(query_only):
     np.testing.assert_array_equal(Z[:, :10], embed(X, y, w0)[:, :10])
 
 
-@settings(max_examples=30, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 8), d=st.integers(1, 4), L=st.integers(1, 6),
        scale=st.sampled_from(SCALES))
 def test_stacked_layers_with_different_etas_are_ngd_with_per_step_etas(seed, B, n, d, L, scale):
@@ -120,7 +118,6 @@ def _sink_grad(w, X, y):
     return -np.einsum("...n,...nd->...d", q * y, X)
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 6), d=st.integers(1, 4),
        eta=st.floats(1e-3, 5.0), scale=st.sampled_from(SCALES))
 def test_self_attending_layer_is_gd_on_the_sink_loss(seed, B, n, d, eta, scale):

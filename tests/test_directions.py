@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 import ngdformer as nf
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), d=st.integers(2, 6), scale=st.floats(1e-3, 1e3))
 def test_angle_matches_arccos_and_is_symmetric(seed, d, scale):
     rng = np.random.default_rng(seed)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from ngdformer import (assert_gradients_close, check_directions, directional_derivative, gradient_errors,
                        numeric_jacobian, rel_error)
@@ -18,7 +18,6 @@ def _quadratic(seed, d):
     return (lambda z: 0.5 * z @ A @ z + b @ z), x, A @ x + b, rng
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), d=st.integers(1, 6))
 def test_checker_passes_right_gradient_and_flags_scaled_one(seed, d):
     f, x, grad, rng = _quadratic(seed, d)
@@ -47,7 +46,6 @@ def test_checker_flags_wrong_gradient_fixed_case():
         assert_gradients_close(num, ana)
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 5), cols=st.integers(1, 5))
 def test_numeric_jacobian_of_linear_map_is_its_matrix(seed, rows, cols):
     rng = np.random.default_rng(seed)

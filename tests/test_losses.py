@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from ngdformer import (assert_gradients_close, check_directions, exp_log_loss, exp_loss, exp_loss_grad,
                        logistic_loss, logistic_loss_grad, margins, ngd_coefficients, numeric_jacobian, sample_tasks,
@@ -49,7 +49,6 @@ GRAD_CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(GRAD_CASES))
-@settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 6), d=st.integers(1, 4),
        scale=st.sampled_from([0.0, 0.1, 0.5, 1.0, 2.0, 5.0]))
 def test_loss_gradient_matches_finite_differences(name, seed, B, n, d, scale):
@@ -58,7 +57,6 @@ def test_loss_gradient_matches_finite_differences(name, seed, B, n, d, scale):
     _check_scalar_gradient(lambda v: loss(v, X, y), grad(w, X, y), w, rng, name)
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 6), d=st.integers(1, 4),
        scale=st.sampled_from([0.0, 0.5, 2.0, 20.0, 60.0]))
 def test_normalized_gradient_is_softmax_weighted_sum(seed, B, n, d, scale):
@@ -73,7 +71,6 @@ def test_normalized_gradient_is_softmax_weighted_sum(seed, B, n, d, scale):
     np.testing.assert_allclose(ngd_coefficients(w, X, y, "exp"), p / p.sum(-1, keepdims=True), rtol=1e-12)
 
 
-@settings(max_examples=100, deadline=None)
 @given(s=st.floats(-30, 30))
 def test_sigmoid_matches_definition(s):
     assert sigmoid(s) == pytest.approx(1.0 / (1.0 + np.exp(-s)), rel=1e-12, abs=1e-300)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from ngdformer import embed, read_weights, sample_points, sample_tasks, sample_w_star
 
@@ -103,7 +103,6 @@ def test_sample_points_are_fresh_points_of_the_same_tasks():
     assert not np.array_equal(Xt[:, :10], X)
 
 
-@settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), B=st.integers(1, 3), n=st.integers(1, 6), d=st.integers(1, 4))
 def test_embed_layout_and_read_weights(seed, B, n, d):
     rng = np.random.default_rng(seed)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ngdformer import (assert_gradients_close, check_directions, context_is_inert, embed, looped_forward, ngd,
@@ -41,7 +41,6 @@ def test_looped_loss_gradient(p, loops, objective):
     assert_gradients_close(*check_directions(lambda v: f(W, v), V, dV, rng, 2), f"{objective} dV")
 
 
-@settings(max_examples=100, deadline=None)
 @given(problems, st.integers(1, 4), st.floats(0.1, 2.0))
 def test_looped_ngd_objective_gradient(p, loops, eta):
     rng = np.random.default_rng(p["seed"])

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import ngdformer as nf
@@ -15,7 +15,6 @@ def _task(seed, B=3, n=5, d=3, scale=1.0):
     return rng, X, y, w
 
 
-@settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 6), d=st.integers(1, 4))
 def test_sink_loss_grad_matches_finite_differences(seed, n, d):
     rng, X, y, w = _task(seed, B=1, n=n, d=d)
