@@ -1,4 +1,4 @@
-"""Performance benchmark for ngdformer: ratios measured side by side in one run (issue "Performance").
+"""Performance benchmark for ngdformer: ratios measured side by side in one run.
 
     python benchmarks/run.py            # about a minute; prints a Markdown table
     python benchmarks/run.py --as-is    # keep the caller's BLAS threads and malloc settings
@@ -83,10 +83,10 @@ def bench_query_vs_ngd(nf, np, table: Table, repeats: int) -> None:
     X, y, _ = nf.sample_tasks(rng, B, n, d)
     w0 = rng.standard_normal((B, d))
     Z, (W, V) = nf.embed(X, y, w0), nf.ngd_weights(d, eta)
-    err = nf.rel_error(nf.read_weights(nf.looped_forward(Z, W, V, n, L, query_only=True)), nf.ngd(w0, X, y, eta, L)[-1])
-    t = side_by_side({"loop": lambda: nf.looped_forward(Z, W, V, n, L, query_only=True),
+    err = nf.rel_error(nf.read_weights(nf.fast.looped_forward(Z, W, V, n, L, query_only=True)), nf.ngd(w0, X, y, eta, L)[-1])
+    t = side_by_side({"loop": lambda: nf.fast.looped_forward(Z, W, V, n, L, query_only=True),
                       "ngd": lambda: nf.ngd(w0, X, y, eta, L),
-                      "layer": lambda: nf.attention_forward(Z, W, V, n, query_only=True),
+                      "layer": lambda: nf.fast.attention_forward(Z, W, V, n, query_only=True),
                       "step": lambda: nf.ngd_step(w0, X, y, eta)}, repeats)
     ratio = t["loop"] / t["ngd"]
     table.add(f"query layer per loop in `looped_forward(..., query_only=True)` / NGD step per step in `ngd` "
@@ -108,12 +108,12 @@ def bench_full_vs_reference(nf, np, table: Table, repeats: int) -> None:
     G = rng.standard_normal((B, D, N))
 
     def fast():
-        return nf.attention_backward(G, nf.attention_forward(Z, W, V, n)[1])
+        return nf.fast.attention_backward(G, nf.fast.attention_forward(Z, W, V, n)[1])
 
     def reference():
-        return nf.attention_backward_reference(G, nf.attention_forward_reference(Z, W, V, n)[1])
+        return nf.attention_backward(G, nf.attention_forward(Z, W, V, n)[1])
 
-    out, cache = nf.attention_forward(Z, W, V, n)
+    out, cache = nf.fast.attention_forward(Z, W, V, n)
     K, T, A, U = Z[..., :n], cache.T, cache.A, cache.U
     Kt, At = np.swapaxes(K, -1, -2), np.swapaxes(A, -1, -2)
 
@@ -143,8 +143,8 @@ def bench_query_scaling(nf, np, table: Table, repeats: int, B: int, goal: bool) 
         X, y, _ = nf.sample_tasks(rng, B, n, d)
         w0 = rng.standard_normal((B, d))
         Z = nf.embed(X, y, w0)
-        t = side_by_side({"loop": lambda: nf.looped_forward(Z, W, V, n, L, query_only=True),
-                          "call": lambda: nf.attention_forward(Z, W, V, n, query_only=True),
+        t = side_by_side({"loop": lambda: nf.fast.looped_forward(Z, W, V, n, L, query_only=True),
+                          "call": lambda: nf.fast.attention_forward(Z, W, V, n, query_only=True),
                           "ngd": lambda: nf.ngd(w0, X, y, eta, L)}, max(repeats // 2, 5))
         for key in times:
             times[key].append(t[key] / (1 if key == "call" else L))
@@ -158,13 +158,13 @@ def bench_query_scaling(nf, np, table: Table, repeats: int, B: int, goal: bool) 
 
 
 def bench_training(nf, np, table: Table) -> None:
-    """Seconds to train one layer to relative distance 1e-6 from (W*, V*) (the training issue's target case)."""
+    """Seconds to train one layer to relative distance 1e-6 from (W*, V*) (constant lr, sigma0 = 1)."""
     n, d, eta, batch, lr, steps = 40, 10, 0.5, 256, 1e-2, 1000
     what = f"training one layer to 1e-6 relative distance (Adam lr {lr}, B={batch}, n={n}, d={d}, eta={eta}, zero start)"
     from ngdformer.training import train_one_step_layer
 
-    _, _, hist = train_one_step_layer(np.random.default_rng(0), n=n, d=d, eta=eta, steps=steps, batch=batch, lr=lr,
-                                      quiet=True)
+    _, _, hist = train_one_step_layer(np.random.default_rng(0), n=n, d=d, eta=eta, iterations=steps, batch=batch, lr=lr,
+                                      sigma0=1.0, schedule="constant", quiet=True)
     reached = np.flatnonzero(hist["dist"] < 1e-6)
     if reached.size == 0:
         table.add(what, f"not reached in {steps} steps (distance {hist['dist'][-1]:.1e}, {hist['seconds']:.1f} s)")
@@ -182,7 +182,7 @@ def bench_memory(nf, np, table: Table) -> None:
         X, y, _ = nf.sample_tasks(rng, B, n, d)
         Z = nf.embed(X, y, rng.standard_normal((B, d)))
         W, V = nf.ngd_weights(d, eta)
-        peaks = [peak_bytes(lambda: nf.looped_forward(Z, W, V, n, L, **kwargs)) for L in loops]
+        peaks = [peak_bytes(lambda: nf.fast.looped_forward(Z, W, V, n, L, **kwargs)) for L in loops]
         growth = peaks[-1] / peaks[0]
         table.add(f"peak memory of a looped evaluation, {label} (B={B}, n={n}, d={d}; Z is {Z.nbytes / 2**20:.2f} MiB), "
                   + ", ".join(f"{L} loops {p / 2**20:.2f} MiB" for L, p in zip(loops, peaks)),

@@ -108,3 +108,23 @@ def check_weights(W, V, D: int):
         if M.shape != (D, D):
             raise ValueError(f"{name} has shape {M.shape}, expected ({D}, {D}) to match Z with D = {D} rows")
     return W, V
+
+
+def check_layer(Z, W, V, n_context: int):
+    """Validate the inputs of one attention layer; return ``Z, W, V`` as float arrays."""
+    Z = check_tokens(Z, n_context)
+    W, V = check_weights(W, V, Z.shape[-2])
+    return Z, W, V
+
+
+def check_cache_gradient(dout, Z) -> np.ndarray:
+    """Validate the upstream gradient of a layer whose input was ``Z``: same shape, float."""
+    dout = as_float("dout", dout)
+    if dout.shape != Z.shape:
+        raise ValueError(f"dout has shape {dout.shape}, expected {Z.shape} (the shape of the layer's output)")
+    return dout.astype(np.result_type(dout, Z), copy=False)
+
+
+def check_depth(depth) -> int:
+    """Validate a number of layer applications: an integer >= 0."""
+    return check_positive("depth", depth, integer=True, allow_zero=True)

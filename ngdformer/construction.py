@@ -1,4 +1,4 @@
-r"""The constructed NGD layer, stacked and looped models, and their backward passes (DESIGN.md section 2; chapters 04-05).
+r"""The constructed NGD layer, stacked and looped models, and their backward passes (chapters 04-05).
 
 With :math:`W^* = \begin{bmatrix}0 & -I\\ 0 & 0\end{bmatrix}`, :math:`V^* = \begin{bmatrix}0 & 0\\ \eta I & 0\end{bmatrix}`
 the query column's scores are :math:`-m_i(w)`, its attention weights :math:`p(w) = \mathrm{softmax}(-m(w))`,
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import attention_backward, attention_forward, query_loop
-from .checks import as_float, check_positive
+from .attention import attention_backward, attention_forward
+from .checks import as_float, check_depth, check_positive
 
 
 def ngd_weights(d: int, eta: float) -> tuple[np.ndarray, np.ndarray]:
@@ -84,51 +84,93 @@ def stack_backward(dout, caches) -> tuple[np.ndarray, list]:
     return dout, grads[::-1]
 
 
-def looped_forward(Z, W, V, n_context: int, layers: int, **kwargs) -> np.ndarray:
-    r"""Apply one layer (W, V) ``layers`` times, keeping no caches (chapter 05).
+def looped_forward(Z, W, V, n_context: int, depth: int, *, attend_self: bool = False,
+                   query_only: bool = False) -> np.ndarray:
+    r"""Apply one layer (W, V) ``depth`` times, keeping no caches (chapter 05).
 
     .. math:: Z_L = f^{\circ L}(Z_0),\qquad f(Z) = Z + V K \mathrm{softmax}(K^\top W Z)
 
-    With :func:`ngd_weights` this is ``layers`` NGD steps with a constant step size.
-    Memory does not grow with ``layers``. ``**kwargs`` go to :func:`attention_forward`.
+    With :func:`ngd_weights` this is ``depth`` NGD steps with a constant step size.
+    Memory does not grow with ``depth``; :func:`ngdformer.fast.looped_forward` is the
+    same loop, faster.
 
-    With ``query_only=True`` the loop runs :func:`ngdformer.attention.query_loop`: one
-    validation, one copy, then O(B n D) per loop, the cost of an NGD step. Its last column
-    equals the full model's whenever :func:`context_is_inert` ``(W, V)`` (the construction,
-    and any weights whose unexcited blocks are zero); the default (full model) also updates
-    the context columns' bottom halves, at n times the cost.
+    Parameters
+    ----------
+    Z : ndarray of shape (..., D, N)
+    W, V : ndarray of shape (D, D)
+    n_context : int, keys and values are ``Z[..., :n_context]``
+    depth : int >= 0, number of applications L
+    attend_self : bool, as in :func:`ngdformer.attention_forward`
+    query_only : bool. Update only the last column in every application. That is the
+        same model only if the context columns cannot feed back into the query
+        (:func:`context_is_inert`), so for ``depth > 1`` other weights raise ValueError.
 
     Returns
     -------
     Z_L : ndarray of shape (..., D, N)
+
+    Examples
+    --------
+    >>> from ngdformer import embed, ngd, read_weights, sample_tasks
+    >>> X, y, _ = sample_tasks(np.random.default_rng(0), 4, 10, 3)
+    >>> W, V = ngd_weights(3, 0.5)
+    >>> Z_L = looped_forward(embed(X, y), W, V, 10, 20, query_only=True)
+    >>> bool(np.allclose(read_weights(Z_L), ngd(np.zeros((4, 3)), X, y, 0.5, 20)[-1]))
+    True
     """
-    check_positive("layers", layers, integer=True, allow_zero=True)
-    options = dict(kwargs)
-    if options.pop("query_only", False):
-        return query_loop(Z, W, V, n_context, layers, **options)
-    for _ in range(layers):
-        Z, _ = attention_forward(Z, W, V, n_context, **kwargs)
+    check_depth(depth)
+    if query_only:
+        _check_query_only_exact(W, V, depth)
+    for _ in range(depth):
+        Z, _ = attention_forward(Z, W, V, n_context, attend_self=attend_self, query_only=query_only)
     return Z
 
 
-def looped_forward_with_cache(Z, W, V, n_context: int, layers: int, **kwargs) -> tuple[np.ndarray, list]:
-    """:func:`looped_forward` that keeps one cache per application, for :func:`looped_backward`."""
-    check_positive("layers", layers, integer=True, allow_zero=True)
-    return stack_forward(Z, [(W, V)] * layers, n_context, **kwargs)
+def _check_query_only_exact(W, V, depth: int) -> None:
+    """Refuse a query-only loop that would silently compute a different model than the full one."""
+    if depth > 1 and not context_is_inert(W, V):
+        raise ValueError(
+            "query_only=True would give a different model for these weights: they let the context columns "
+            "change and feed back into the query (context_is_inert(W, V) is False), so after more than one "
+            "application the query column of the full layer differs from the query-only one. Use "
+            "query_only=False for the looped model, or ngdformer.fast.query_loop for the query-column model."
+        )
 
 
-def looped_backward(dout, caches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Backward through the loops: the shared weights accumulate every application's gradient.
+def looped_forward_with_cache(Z, W, V, n_context: int, depth: int, **kwargs) -> tuple[np.ndarray, list]:
+    """:func:`looped_forward` that keeps one cache per application, for :func:`looped_backward`.
+
+    Parameters
+    ----------
+    Z, W, V, n_context, depth : as in :func:`looped_forward`
+    **kwargs : ``attend_self``, ``query_only``, passed to :func:`ngdformer.attention_forward`
 
     Returns
     -------
-    dZ : ndarray of shape (..., D, N)
-    dW, dV : ndarray of shape (D, D)
+    Z_L : ndarray of shape (..., D, N)
+    caches : list of ``depth`` AttentionCache, in forward order
+    """
+    check_depth(depth)
+    if kwargs.get("query_only"):
+        _check_query_only_exact(W, V, depth)
+    return stack_forward(Z, [(W, V)] * depth, n_context, **kwargs)
+
+
+def looped_backward(dout, caches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backward through the loops: the shared weights collect every application's gradient.
+
+    Parameters
+    ----------
+    dout : ndarray of shape (..., D, N), gradient with respect to the output Z_L
+    caches : list of AttentionCache from :func:`looped_forward_with_cache` (empty for depth 0)
+
+    Returns
+    -------
+    dZ : ndarray of shape (..., D, N), gradient with respect to the input Z_0
+    dW, dV : ndarray of shape (D, D), summed over the applications and the batch
     """
     dZ, grads = stack_backward(dout, caches)
-    D = caches[0].W.shape[0] if caches else dout.shape[-2]
-    dW, dV = np.zeros((D, D)), np.zeros((D, D))
-    for gW, gV in grads:
-        dW += gW
-        dV += gV
+    D = np.shape(dout)[-2]
+    dW = sum((gW for gW, _ in grads), np.zeros((D, D)))
+    dV = sum((gV for _, gV in grads), np.zeros((D, D)))
     return dZ, dW, dV

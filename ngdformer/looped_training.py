@@ -1,4 +1,4 @@
-r"""A looped model trained from scratch by backpropagation through its loops (DESIGN.md section 4; chapter 08).
+r"""A looped model trained from scratch by backpropagation through its loops (chapter 08).
 
 One shared layer (W, V) is applied L times to :math:`Z_0 = \mathrm{embed}(X, y, w_0)`; the
 iterate :math:`w_L` is read from the query column and scored on an end task:
@@ -22,12 +22,12 @@ import time
 import numpy as np
 
 from .checks import check_positive
-from .construction import looped_backward, looped_forward_with_cache
+from .fast import _looped_backward, _looped_with_cache
 from .losses import sigmoid
 from .optim import cosine_lr, make_optimizer
 from .solvers import ngd
 from .tasks import embed, sample_points, sample_tasks
-from .training import Progress, block, coefficients, init_weights, off_identity
+from .training import Progress, block, block_scales, init_weights, off_identity
 
 OBJECTIVES = ("w_star", "logistic", "ngd")
 
@@ -59,17 +59,18 @@ def end_loss(w, objective: str, w_star=None, X_query=None, y_query=None, w_ngd=N
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
 
 
-def looped_loss(W, V, Z, loops: int, objective: str, **targets) -> tuple[float, np.ndarray, np.ndarray]:
+def looped_loss(W, V, Z, depth: int, objective: str, **targets) -> tuple[float, np.ndarray, np.ndarray]:
     r"""End-task loss of the L-loop model and its gradients with respect to the shared weights.
 
     Forward: :math:`Z_L = f^{\circ L}(Z_0)`, :math:`w_L = (Z_L)_{d:, N}`; backward through the loops
-    with :func:`ngdformer.looped_backward` (each application's dW, dV added up).
+    with :func:`ngdformer.looped_backward` (each application's dW, dV added up), on the
+    fast kernels of :mod:`ngdformer.fast`.
 
     Parameters
     ----------
     W, V : ndarray of shape (D, D)
     Z : ndarray of shape (B, D, N)
-    loops : int >= 1
+    depth : int >= 1, number of applications L
     objective, **targets : see :func:`end_loss`
 
     Returns
@@ -78,20 +79,20 @@ def looped_loss(W, V, Z, loops: int, objective: str, **targets) -> tuple[float, 
     dW, dV : ndarray of shape (D, D)
     """
     D, N = Z.shape[-2:]
-    ZL, caches = looped_forward_with_cache(Z, W, V, N - 1, loops)
+    ZL, caches = _looped_with_cache(Z, W, V, N - 1, depth)  # Z was made by looped_batch: no re-validation
     J, dw = end_loss(ZL[..., D // 2:, -1], objective, **targets)
     dZL = np.zeros_like(ZL)
     dZL[..., D // 2:, -1] = dw
-    _, dW, dV = looped_backward(dZL, caches)
+    _, dW, dV = _looped_backward(dZL, caches)
     return J, dW, dV
 
 
 def looped_batch(rng: np.random.Generator, batch: int, n: int, d: int, objective: str, *, sigma0: float = 0.0,
                  n_query: int | None = None, eta: float | None = None,
-                 loops: int | None = None) -> tuple[np.ndarray, dict]:
+                 depth: int | None = None) -> tuple[np.ndarray, dict]:
     """Draw tasks, embed them with :math:`w_0 \\sim N(0, \\sigma_0^2 I)`, and the targets for ``objective``.
 
-    ``"ngd"`` needs ``eta`` (> 0) and ``loops`` (L >= 1): its target is :func:`ngdformer.ngd` ``(w0, X, y, eta, L)[-1]``.
+    ``"ngd"`` needs ``eta`` (> 0) and ``depth`` (L >= 1): its target is :func:`ngdformer.ngd` ``(w0, X, y, eta, L)[-1]``.
 
     Returns
     -------
@@ -107,43 +108,43 @@ def looped_batch(rng: np.random.Generator, batch: int, n: int, d: int, objective
         Xq, yq = sample_points(rng, w_star, n if n_query is None else n_query)
         return embed(X, y, w0), {"X_query": Xq, "y_query": yq}
     if objective == "ngd":
-        if eta is None or loops is None:
-            raise ValueError(f"objective 'ngd' needs eta and loops, got eta={eta!r}, loops={loops!r}")
+        if eta is None or depth is None:
+            raise ValueError(f"objective 'ngd' needs eta and depth, got eta={eta!r}, depth={depth!r}")
         check_positive("eta", eta)
-        check_positive("loops", loops, integer=True)
-        return embed(X, y, w0), {"w_ngd": ngd(w0, X, y, eta, loops)[-1]}
+        check_positive("depth", depth, integer=True)
+        return embed(X, y, w0), {"w_ngd": ngd(w0, X, y, eta, depth)[-1]}
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
 
 
-def train_looped(rng: np.random.Generator, *, n: int, d: int, loops: int, steps: int, objective: str = "w_star",
+def train_looped(rng: np.random.Generator, *, n: int, d: int, depth: int, iterations: int, objective: str = "w_star",
                  batch: int = 64, lr: float = 1e-2, optimizer: str = "adam", init_scale: float = 0.01,
                  sigma0: float = 0.0, n_query: int | None = None, momentum: float = 0.0,
                  schedule: str = "cosine", eta: float | None = None,
                  quiet: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
-    r"""Train a looped model (one shared layer, ``loops`` applications) from a small random start (chapter 08).
+    r"""Train a looped model (one shared layer, ``depth`` applications) from a small random start (chapter 08).
 
     Every step draws ``batch`` fresh tasks from ``rng``, starts the iterate at
     :math:`w_0 \sim N(0, \sigma_0^2 I)` (default :math:`w_0 = 0`), runs the full layer
-    ``loops`` times and backpropagates the end loss (:func:`looped_loss`) through all of
+    ``depth`` times and backpropagates the end loss (:func:`looped_loss`) through all of
     them. All eight blocks of W and V are trained.
 
     Parameters
     ----------
     rng : np.random.Generator, the only source of randomness
     n, d : int
-    loops : int >= 1, L
-    steps : int >= 0, optimizer steps
+    depth : int >= 1, number of applications L
+    iterations : int >= 0, optimizer steps
     objective : ``"w_star"``, ``"logistic"`` or ``"ngd"`` (see module docstring)
     batch : int, tasks per step
     lr, optimizer, momentum : see :func:`ngdformer.optim.make_optimizer`. Measured (n = 40, d = 10, batch 64,
-        3000 cosine steps): lr 1e-2 trains L = 5 and L = 10; L = 20 diverged at 1e-2 and trains at 5e-3.
+        3000 cosine iterations): lr 1e-2 trains L = 5 and L = 10; L = 20 diverged at 1e-2 and trains at 5e-3.
     init_scale : float > 0, entries of the start are N(0, init_scale^2). Keep it small: with n = 40, d = 10,
         L = 10, a start of 0.1 already blows the iterate up (initial loss ~1e2) and training stalls far
         from NGD (measured: c1 ~ 0.01, cosine 0.85), while 0.01 learns W12 ~ -c1 I, V21 ~ c2 I.
     sigma0 : float >= 0, scale of the starting iterate
     n_query : int, fresh points per task for ``"logistic"`` (default n)
     schedule : ``"cosine"`` (default, :func:`ngdformer.optim.cosine_lr`) or ``"constant"`` learning rate.
-        At a constant lr 1e-2 an L = 10 run (n = 40, d = 10) went unstable after ~2400 steps
+        At a constant lr 1e-2 an L = 10 run (n = 40, d = 10) went unstable after ~2400 iterations
         (loss up to ~1e8, measured); the cosine decay lets it settle.
     eta : float > 0, the NGD step of the ``"ngd"`` target :math:`w_L^{\mathrm{NGD}}(\eta)` (required there, ignored otherwise)
     quiet : bool, silence the progress line
@@ -151,13 +152,13 @@ def train_looped(rng: np.random.Generator, *, n: int, d: int, loops: int, steps:
     Returns
     -------
     W, V : ndarray of shape (2d, 2d)
-    history : dict of ndarrays of shape (steps,): ``loss`` (batch loss before update t), and after
-        update t: ``c1``, ``c2`` (:func:`ngdformer.training.coefficients`), ``w12_off``, ``v21_off``
+    history : dict of ndarrays of shape (iterations,): ``loss`` (batch loss before update t), and after
+        update t: ``c1``, ``c2`` (:func:`ngdformer.block_scales`), ``w12_off``, ``v21_off``
         (:func:`ngdformer.training.off_identity` of :math:`W_{12}` and :math:`V_{21}`); ``seconds``.
     """
-    for name, value in (("n", n), ("d", d), ("batch", batch), ("loops", loops)):
+    for name, value in (("n", n), ("d", d), ("batch", batch), ("depth", depth)):
         check_positive(name, value, integer=True)
-    check_positive("steps", steps, integer=True, allow_zero=True)
+    check_positive("iterations", iterations, integer=True, allow_zero=True)
     check_positive("sigma0", sigma0, allow_zero=True)
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -170,17 +171,17 @@ def train_looped(rng: np.random.Generator, *, n: int, d: int, loops: int, steps:
     opt = make_optimizer(optimizer, **({"lr": lr} if optimizer == "adam" else {"lr": lr, "momentum": momentum}))
     theta = init_weights(rng, d, "random", init_scale)
     state = opt.init(theta)
-    hist = {key: np.zeros(steps) for key in ("loss", "c1", "c2", "w12_off", "v21_off")}
-    progress = Progress(steps, f"looped L={loops}", quiet)
+    hist = {key: np.zeros(iterations) for key in ("loss", "c1", "c2", "w12_off", "v21_off")}
+    progress = Progress(iterations, f"looped L={depth}", quiet)
     start = time.perf_counter()
-    for t in range(steps):
-        Z, targets = looped_batch(rng, batch, n, d, objective, sigma0=sigma0, n_query=n_query, eta=eta, loops=loops)
-        J, dW, dV = looped_loss(*theta, Z, loops, objective, **targets)
-        lr_t = cosine_lr(lr, t, steps) if schedule == "cosine" else lr
+    for t in range(iterations):
+        Z, targets = looped_batch(rng, batch, n, d, objective, sigma0=sigma0, n_query=n_query, eta=eta, depth=depth)
+        J, dW, dV = looped_loss(*theta, Z, depth, objective, **targets)
+        lr_t = cosine_lr(lr, t, iterations) if schedule == "cosine" else lr
         theta, state = opt.update(theta, (dW, dV), state, lr=lr_t)
         W, V = theta
         hist["loss"][t] = J
-        hist["c1"][t], hist["c2"][t] = coefficients(W, V)
+        hist["c1"][t], hist["c2"][t] = block_scales(W, V)
         hist["w12_off"][t], hist["v21_off"][t] = off_identity(block(W, "12")), off_identity(block(V, "21"))
         progress(t, J)
     hist["seconds"] = time.perf_counter() - start

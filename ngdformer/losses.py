@@ -1,4 +1,4 @@
-r"""In-context losses on the margins :math:`m_i(w) = y_i\langle w, x_i\rangle` (DESIGN.md section 1; chapters 01-02).
+r"""In-context losses on the margins :math:`m_i(w) = y_i\langle w, x_i\rangle` (chapters 01-02).
 
 Every function takes leading batch dimensions: ``w`` (..., d), ``X`` (..., n, d),
 ``y`` (..., n). Everything is computed in a numerically stable way, so margins of

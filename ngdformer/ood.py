@@ -1,17 +1,17 @@
 r"""Out-of-distribution evaluation of a (trained) looped layer against NGD and GD on the same tasks (chapter 07).
 
 :func:`evaluate_ood` runs the layer (W, V) as a looped model under a list of :class:`Shift` s
-(more loops, another context size n, another scale of :math:`w_0`, anisotropic inputs, a
+(more applications, another context size n, another scale of :math:`w_0`, anisotropic inputs, a
 margin, label noise) and returns, per shift, per-depth curves (paper Figs. 6 and 8):
 
 .. math:: \Big\| \frac{u_t}{\|u_t\|} - \frac{v_t}{\|v_t\|} \Big\|, \quad
           \frac{\|u_t - v_t\|}{\|v_t\|}, \quad \cos(w_t, w^*), \quad
           \frac{\gamma(w_t)}{\gamma(w_{mm})}, \quad \text{held-out accuracy}
 
-with :math:`u_t` the transformer's iterate after t loops and :math:`v_t` the NGD iterate
+with :math:`u_t` the transformer's iterate after t applications and :math:`v_t` the NGD iterate
 (exponential loss, step ``eta``) from the same :math:`w_0`. :func:`format_ood_table`
-renders the last depth of each shift as one text row. When ``context_is_inert(W, V)``
-the query-only layer is used (it gives the same query column); otherwise the full layer.
+renders the last depth of each shift as one text row. The looped model runs on
+:func:`ngdformer.looped_trajectory` (the query path when it is exact, else the full layer).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .checks import check_positive
-from .construction import context_is_inert, looped_forward
+from .checks import check_depth, check_positive
+from .fast import looped_trajectory
 from .metrics import accuracy, cosine, normalized_difference, relative_difference
 from .solvers import gd, max_margin, ngd, normalized_margin
-from .tasks import embed, read_weights, sample_points, sample_tasks
+from .tasks import embed, sample_points, sample_tasks
 
 KINDS = ("tf", "ngd", "gd")  # transformer, NGD, GD
 
@@ -33,7 +33,7 @@ class Shift(NamedTuple):
     """One evaluation setting; a field left at None keeps the in-distribution value."""
 
     name: str
-    loops: int | None = None  # depth of the looped model (and steps of NGD/GD)
+    depth: int | None = None  # applications of the layer (and steps of NGD/GD)
     n: int | None = None  # context size
     sigma0: float | None = None  # w0 ~ N(0, sigma0^2 I)
     cov: np.ndarray | None = None  # (d, d) input covariance
@@ -47,34 +47,36 @@ def anisotropic_cov(d: int, condition: float = 10.0) -> np.ndarray:
     return np.diag(np.geomspace(condition ** -0.5, condition ** 0.5, d))
 
 
-def default_shifts(n: int, d: int, *, loops: int, long_loops: int | None = None, sigma0: float = 1.0) -> list:
-    """The standard list: in distribution, [longer loops], n/2, 2n, w0 x10, anisotropic (condition 10), margin 0.3, 10% label noise.
+def default_shifts(n: int, d: int, *, depth: int, long_depth: int | None = None, sigma0: float = 1.0) -> list:
+    """The standard list: in distribution, [deeper], n/2, 2n, w0 x10, anisotropic (condition 10), margin 0.3, 10% label noise.
 
     Parameters
     ----------
     n, d : int, the in-distribution context size and dimension
-    loops : int, in-distribution depth (every shift but "longer loops" uses it)
-    long_loops : int or None, depth of the "longer loops" shift (left out when None)
+    depth : int, in-distribution depth (every shift but "deeper" uses it)
+    long_depth : int or None, depth of the "deeper" shift (left out when None)
     sigma0 : float, in-distribution scale of w0 (the "w0 x10" shift uses 10 sigma0, or 10 if sigma0 = 0)
+
+    Returns
+    -------
+    shifts : list of :class:`Shift`
     """
     shifts = [Shift("in distribution")]
-    if long_loops is not None:
-        shifts.append(Shift(f"{long_loops} loops", loops=long_loops))
+    if long_depth is not None:
+        shifts.append(Shift(f"depth {long_depth}", depth=long_depth))
     return shifts + [Shift(f"n = {max(n // 2, 1)}", n=max(n // 2, 1)), Shift(f"n = {2 * n}", n=2 * n),
                      Shift("|w0| x10", sigma0=10.0 * sigma0 if sigma0 > 0 else 10.0),
                      Shift("anisotropic x", cov=anisotropic_cov(d)), Shift("margin 0.3", margin=0.3),
                      Shift("10% label noise", flip=0.1)]
 
 
-def default_depths(loops: int, count: int = 12) -> np.ndarray:
-    """0 and about ``count`` geometrically spaced depths up to ``loops`` (unique integers)."""
-    return np.unique(np.r_[0, np.round(np.geomspace(1, max(loops, 1), count)).astype(int)]) if loops else np.zeros(1, int)
+def default_depths(depth: int, count: int = 12) -> np.ndarray:
+    """0 and about ``count`` geometrically spaced depths up to ``depth`` (unique integers), shape (K,)."""
+    return np.unique(np.r_[0, np.round(np.geomspace(1, max(depth, 1), count)).astype(int)]) if depth else np.zeros(1, int)
 
 
 def transformer_iterates(W, V, X, y, w0, depths) -> np.ndarray:
-    r"""The looped model's iterates :math:`u_t` = bottom half of the query column after t loops, for t in ``depths``.
-
-    Uses the query-only layer when :func:`ngdformer.context_is_inert` ``(W, V)``, else the full layer.
+    r"""The looped model's iterates :math:`u_t` (bottom half of the query column after t applications), t in ``depths``.
 
     Parameters
     ----------
@@ -84,16 +86,10 @@ def transformer_iterates(W, V, X, y, w0, depths) -> np.ndarray:
 
     Returns
     -------
-    u : ndarray of shape (len(depths), B, d)
+    u : ndarray of shape (len(depths), B, d), from :func:`ngdformer.looped_trajectory`
     """
-    n = X.shape[-2]
-    query_only = context_is_inert(W, V)
-    Z, done, out = embed(X, y, w0), 0, []
-    for depth in depths:
-        Z = looped_forward(Z, W, V, n, int(depth) - done, query_only=query_only)
-        done = int(depth)
-        out.append(read_weights(Z))
-    return np.stack(out)
+    depths = np.asarray(depths, dtype=int)
+    return looped_trajectory(embed(X, y, w0), W, V, X.shape[-2], int(depths[-1]))[depths]
 
 
 def _margin_reference(X, y, flip: float) -> np.ndarray:
@@ -106,15 +102,15 @@ def _margin_reference(X, y, flip: float) -> np.ndarray:
         return np.full(X.shape[0], np.nan)
 
 
-def evaluate_shift(rng: np.random.Generator, W, V, shift: Shift, *, eta: float, n: int, loops: int,
+def evaluate_shift(rng: np.random.Generator, W, V, shift: Shift, *, eta: float, n: int, depth: int,
                    batch: int = 64, n_test: int = 1000, sigma0: float = 1.0, eta_gd: float | None = None,
                    depths=None) -> dict:
     """Per-depth metrics of one shift; see :func:`evaluate_ood` for the keys."""
     d = W.shape[-1] // 2
-    n = shift.n or n
-    loops = shift.loops or loops
+    n = n if shift.n is None else shift.n
+    depth = depth if shift.depth is None else shift.depth
     sigma0 = sigma0 if shift.sigma0 is None else shift.sigma0
-    depths = default_depths(loops) if depths is None else np.asarray(depths, dtype=int)
+    depths = default_depths(depth) if depths is None else np.asarray(depths, dtype=int)
     X, y, w_star = sample_tasks(rng, batch, n, d, margin=shift.margin, flip=shift.flip, cov=shift.cov)
     X_test, y_test = sample_points(rng, w_star, n_test, margin=shift.margin, cov=shift.cov)
     w0 = sigma0 * rng.standard_normal((batch, d))
@@ -125,7 +121,7 @@ def evaluate_shift(rng: np.random.Generator, W, V, shift: Shift, *, eta: float, 
     diff = normalized_difference(it["tf"], it["ngd"])  # (K, B)
     rel = relative_difference(it["tf"], it["ngd"])
     table = {"depth": depths, "diff": diff.mean(-1), "diff_max": diff.max(-1), "rel": rel.mean(-1),
-             "rel_max": rel.max(-1), "n": n, "loops": loops, "sigma0": sigma0}
+             "rel_max": rel.max(-1), "n": n, "sigma0": sigma0}
     for key in KINDS:
         table[f"cos_{key}"] = cosine(it[key], w_star).mean(-1)
         table[f"margin_{key}"] = (normalized_margin(it[key], X, y) / gamma_mm).mean(-1)
@@ -133,7 +129,7 @@ def evaluate_shift(rng: np.random.Generator, W, V, shift: Shift, *, eta: float, 
     return table
 
 
-def evaluate_ood(rng: np.random.Generator, W, V, *, eta: float, n: int, loops: int, shifts=None, batch: int = 64,
+def evaluate_ood(rng: np.random.Generator, W, V, *, eta: float, n: int, depth: int, shifts=None, batch: int = 64,
                  n_test: int = 1000, sigma0: float = 1.0, eta_gd: float | None = None, depths=None) -> dict:
     r"""Evaluate the looped layer (W, V) under distribution shifts, against NGD and GD on the same tasks (chapter 07).
 
@@ -147,11 +143,12 @@ def evaluate_ood(rng: np.random.Generator, W, V, *, eta: float, n: int, loops: i
     W, V : ndarray of shape (2d, 2d), e.g. from :func:`ngdformer.training.train_one_step_layer`
     eta : float > 0, NGD step size to compare with (the one the layer was trained for)
     n : int, in-distribution context size
-    loops : int >= 0, in-distribution depth
-    shifts : list of :class:`Shift` (default :func:`default_shifts` ``(n, d, loops=loops, sigma0=sigma0)``)
+    depth : int >= 0, in-distribution depth
+    shifts : list of :class:`Shift` (default :func:`default_shifts` ``(n, d, depth=depth, sigma0=sigma0)``)
     batch, n_test : int
     sigma0 : float >= 0, in-distribution scale of w0
-    depths : ints, depths at which to record the curves (default :func:`default_depths`; last = the shift's loops)
+    eta_gd : float > 0 or None, step size of GD (default ``eta``)
+    depths : ints, depths at which to record the curves (default :func:`default_depths`; last = the shift's depth)
 
     Returns
     -------
@@ -161,24 +158,24 @@ def evaluate_ood(rng: np.random.Generator, W, V, *, eta: float, n: int, loops: i
         :math:`\|u - v\|/\|v\|`; for k in tf, ngd, gd: ``cos_k`` (K,) mean cosine to w*,
         ``margin_k`` (K,) mean normalized margin / max-margin value (NaN when a context is not
         separable; always under label noise), ``acc_k`` (K,) mean held-out accuracy; and the
-        settings used, ``n``, ``loops``, ``sigma0``. The dict also works with
+        settings used, ``n``, ``sigma0`` (the shift's depth is ``depth[-1]``). The dict also works with
         :func:`ngdformer.tour.format_table` and :func:`ngdformer.tour.plot_tour`.
     """
     check_positive("eta", eta)
-    check_positive("loops", loops, integer=True, allow_zero=True)
+    check_depth(depth)
     d = np.shape(W)[-1] // 2
-    shifts = default_shifts(n, d, loops=loops, sigma0=sigma0) if shifts is None else shifts
-    return {s.name: evaluate_shift(rng, W, V, s, eta=eta, n=n, loops=loops, batch=batch, n_test=n_test,
+    shifts = default_shifts(n, d, depth=depth, sigma0=sigma0) if shifts is None else shifts
+    return {s.name: evaluate_shift(rng, W, V, s, eta=eta, n=n, depth=depth, batch=batch, n_test=n_test,
                                    sigma0=sigma0, eta_gd=eta_gd, depths=depths) for s in shifts}
 
 
 def format_ood_table(results: dict) -> str:
     """One row per shift at its last depth: differences to NGD, cosine to w*, margin fraction, held-out accuracy."""
-    head = (f"{'shift':<17}| {'loops':>5} | {'n':>4} | {'|u/|u|-v/|v|| mean / max':^25} | {'rel diff max':>12} | "
+    head = (f"{'shift':<17}| {'depth':>5} | {'n':>4} | {'|u/|u|-v/|v|| mean / max':^25} | {'rel diff max':>12} | "
             f"{'cos(w*) tf / ngd':^17} | {'margin/max tf / ngd':^19} | {'acc tf / ngd':^13}")
     rows = [head, "-" * len(head)]
     for name, t in results.items():
         pair = lambda m: f"{t[f'{m}_tf'][-1]:.3f} / {t[f'{m}_ngd'][-1]:.3f}"  # noqa: E731
-        rows.append(f"{name:<17}| {t['loops']:>5} | {t['n']:>4} | {t['diff'][-1]:11.1e} / {t['diff_max'][-1]:.1e} | "
+        rows.append(f"{name:<17}| {t['depth'][-1]:>5} | {t['n']:>4} | {t['diff'][-1]:11.1e} / {t['diff_max'][-1]:.1e} | "
                     f"{t['rel_max'][-1]:12.1e} | {pair('cos'):^17} | {pair('margin'):^19} | {pair('acc'):^13}")
     return "\n".join(rows)

@@ -1,4 +1,4 @@
-r"""Gradient descent, normalized gradient descent and the max-margin reference (DESIGN.md section 1; chapters 01-02, 05).
+r"""Gradient descent, normalized gradient descent and the max-margin reference (chapters 01-02, 05).
 
 Shapes: ``w`` (..., d), ``X`` (..., n, d), ``y`` (..., n). The step functions
 vectorise over the batch; only the time loop of a trajectory is a Python loop.
@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import as_float, check_context, check_positive
-from .losses import LOSSES, _margins, _weighted_sum, ngd_coefficients
+from .losses import LOSSES, _margins, _weighted_sum, logsumexp, ngd_coefficients
 
 
 def _loss_pair(loss: str):
@@ -59,35 +59,79 @@ def ngd_step(w, X, y, eta: float, loss: str = "exp") -> np.ndarray:
     return w + eta * _weighted_sum(ngd_coefficients(w, X, y, loss), X, y)
 
 
+def _ngd_step(w, X, y, eta: float) -> np.ndarray:
+    r"""Kernel of :func:`ngd_step` (exponential loss) on checked input: :math:`w + \eta \sum_i p_i y_i x_i`."""
+    m = _margins(w, X, y)  # (..., n)
+    p = np.exp(-m - logsumexp(-m, axis=-1)[..., None])  # softmax(-m), in the log domain
+    return w + eta * _weighted_sum(p, X, y)
+
+
 def _trajectory(step, w0, X, y, eta, steps: int, loss: str) -> np.ndarray:
     check_positive("steps", steps, integer=True, allow_zero=True)
     etas = np.broadcast_to(np.asarray(eta, dtype=float), (steps,)) if np.ndim(eta) == 0 else np.asarray(eta, float)
     if etas.shape != (steps,):
         raise ValueError(f"eta must be a scalar or have one entry per step ({steps}), got shape {etas.shape}")
+    for value in np.unique(etas):
+        check_positive("eta", float(value))
     w, X, y = check_context(w0, X, y)
-    out = np.empty((steps + 1,) + w.shape, dtype=w.dtype)
+    shape = np.broadcast_shapes(w.shape[:-1], X.shape[:-2]) + w.shape[-1:]  # as one step would return
+    out = np.empty((steps + 1,) + shape, dtype=w.dtype)
     out[0] = w
+    kernel = _ngd_step if (step is ngd_step and loss == "exp") else (lambda *a: step(*a, loss))  # checked once
     for t in range(steps):  # time loop; each step is vectorised over the batch
-        out[t + 1] = step(out[t], X, y, float(etas[t]), loss)
+        out[t + 1] = kernel(out[t], X, y, float(etas[t]))
     return out
 
 
 def gd(w0, X, y, eta, steps: int, loss: str = "logistic") -> np.ndarray:
-    """GD trajectory: ``steps`` calls of :func:`gd_step`. ``eta`` scalar or (steps,).
+    """GD trajectory: ``steps`` calls of :func:`gd_step`.
+
+    Parameters
+    ----------
+    w0 : ndarray of shape (..., d), the start
+    X : ndarray of shape (..., n, d)
+    y : ndarray of shape (..., n), entries in {-1, +1}
+    eta : float > 0, or ndarray of shape (steps,) with one step size per step
+    steps : int >= 0
+    loss : "logistic" (default) or "exp"
 
     Returns
     -------
-    W : ndarray of shape (steps + 1, ..., d), ``W[0] = w0``.
+    W : ndarray of shape (steps + 1, ..., d), ``W[0] = w0``; the leading dimensions are
+        those of ``w0`` and ``X`` broadcast together.
     """
     return _trajectory(gd_step, w0, X, y, eta, steps, loss)
 
 
 def ngd(w0, X, y, eta, steps: int, loss: str = "exp") -> np.ndarray:
-    """NGD trajectory: ``steps`` calls of :func:`ngd_step`. ``eta`` scalar or (steps,) (per-layer steps).
+    r"""NGD trajectory: ``steps`` calls of :func:`ngd_step` (chapter 02).
+
+    Its direction converges to the max-margin direction of a separable context
+    (chapter 05 measures how fast), and ``steps`` applications of the constructed layer
+    compute exactly this trajectory (chapter 04).
+
+    Parameters
+    ----------
+    w0 : ndarray of shape (..., d), the start
+    X : ndarray of shape (..., n, d)
+    y : ndarray of shape (..., n), entries in {-1, +1}
+    eta : float > 0, or ndarray of shape (steps,) with one step size per step (per layer)
+    steps : int >= 0
+    loss : "exp" (default) or "logistic"
 
     Returns
     -------
-    W : ndarray of shape (steps + 1, ..., d), ``W[0] = w0``.
+    W : ndarray of shape (steps + 1, ..., d), ``W[0] = w0``; the leading dimensions are
+        those of ``w0`` and ``X`` broadcast together.
+
+    Examples
+    --------
+    >>> X, y = np.array([[1.0, 0.5], [-0.5, -1.0]]), np.array([1.0, -1.0])
+    >>> W = ngd(np.zeros(2), X, y, 0.5, 3)
+    >>> W.shape
+    (4, 2)
+    >>> np.round(W[-1] / np.linalg.norm(W[-1]), 6)  # the symmetric pair: direction (1, 1) / sqrt(2)
+    array([0.707107, 0.707107])
     """
     return _trajectory(ngd_step, w0, X, y, eta, steps, loss)
 
@@ -113,7 +157,7 @@ class MaxMarginResult(NamedTuple):
     iterations: int
 
 
-def kkt_residuals(X, y, w, a) -> dict:
+def kkt_residuals(w, X, y, a) -> dict:
     r"""KKT residuals and duality gap of a hard-margin pair (w, a); each entry has shape (...).
 
     Primal :math:`\min \tfrac12\|w\|^2` s.t. :math:`m_i(w) \ge 1`; dual

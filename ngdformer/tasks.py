@@ -1,4 +1,4 @@
-"""In-context tasks and their token embedding (DESIGN.md sections 1-2; chapters 01 and 04).
+"""In-context tasks and their token embedding (chapters 01 and 04).
 
 Glossary: ``B`` batch, ``n`` context size, ``d`` input dimension, ``D = 2d``,
 ``N = n + 1`` tokens, ``Z`` tokens as columns.
@@ -94,7 +94,7 @@ def sample_points(rng: np.random.Generator, w_star, n: int, *, margin: float = 0
 
 def sample_tasks(rng: np.random.Generator, batch: int, n: int, d: int, *, margin: float = 0.0,
                  flip: float = 0.0, cov=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""Sample a batch of in-context classification tasks (DESIGN.md section 1; chapter 01).
+    r"""Sample a batch of in-context classification tasks (chapter 01).
 
     .. math:: w^* \sim \mathrm{Unif}(S^{d-1}),\quad x_i \sim N(0, \Sigma),\quad
               y_i = \mathrm{sign}\langle w^*, x_i\rangle
@@ -114,7 +114,7 @@ def sample_tasks(rng: np.random.Generator, batch: int, n: int, d: int, *, margin
 
 
 def embed(X, y, w0=None) -> np.ndarray:
-    r"""Embed a context and a weight iterate as tokens (columns); DESIGN.md section 2, chapter 04.
+    r"""Embed a context and a weight iterate as tokens (columns) (chapter 04).
 
     .. math:: Z = \begin{bmatrix} y_1 x_1 & \cdots & y_n x_n & 0 \\ 0 & \cdots & 0 & w_0 \end{bmatrix}
 
@@ -131,9 +131,13 @@ def embed(X, y, w0=None) -> np.ndarray:
     if w0 is None:
         _, X, y = check_context(None, X, y)
         w0 = np.zeros(X.shape[:-2] + X.shape[-1:], dtype=X.dtype)
-    w0, X, y = check_context(w0, X, y)
+    return _embed(*check_context(w0, X, y))
+
+
+def _embed(w0, X, y) -> np.ndarray:
+    """Kernel of :func:`embed` on checked input (w0 not None)."""
     n, d = X.shape[-2:]
-    Z = np.zeros(X.shape[:-2] + (2 * d, n + 1), dtype=X.dtype)
+    Z = np.zeros(np.broadcast_shapes(X.shape[:-2], w0.shape[:-1]) + (2 * d, n + 1), dtype=X.dtype)
     Z[..., :d, :n] = np.swapaxes(y[..., None] * X, -1, -2)  # (..., d, n) columns y_i x_i
     Z[..., d:, n] = w0
     return Z

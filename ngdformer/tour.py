@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from .construction import looped_forward, ngd_weights
+from .attention import attention_forward
+from .construction import ngd_weights
 from .ood import Shift, evaluate_shift
 from .solvers import ngd_step
 from .tasks import embed, read_weights, sample_tasks
@@ -26,7 +27,7 @@ def construction_error(rng: np.random.Generator, X, y, etas=(0.1, 0.5, 1.0), sca
         W, V = ngd_weights(X.shape[-1], eta)
         for scale in scales:
             w0 = scale * rng.standard_normal(X.shape[:-2] + X.shape[-1:])
-            out = read_weights(looped_forward(embed(X, y, w0), W, V, X.shape[-2], 1))
+            out = read_weights(attention_forward(embed(X, y, w0), W, V, X.shape[-2])[0])
             ref = ngd_step(w0, X, y, eta)
             worst = max(worst, float(np.max(np.linalg.norm(out - ref, axis=-1) / np.linalg.norm(ref, axis=-1))))
     return worst
@@ -40,7 +41,7 @@ def depth_table(rng: np.random.Generator, *, batch: int, n: int, d: int, eta: fl
     :func:`ngdformer.ood.evaluate_ood` for the keys (``diff_max``, ``cos_tf``, ``margin_ngd``, ...).
     """
     W, V = ngd_weights(d, eta)
-    return evaluate_shift(rng, W, V, Shift("in distribution"), eta=eta, n=n, loops=max(depths), batch=batch,
+    return evaluate_shift(rng, W, V, Shift("in distribution"), eta=eta, n=n, depth=max(depths), batch=batch,
                           sigma0=0.0, eta_gd=eta_gd, depths=np.asarray(depths))
 
 
@@ -70,7 +71,7 @@ def plot_tour(table: dict, path: str) -> None:
         axes[0].plot(depth, table[f"margin_{key}"], style, label=label)
         axes[1].plot(depth, table[f"cos_{key}"], style, label=label)
     axes[0].axhline(1.0, color="gray", lw=0.8)  # the max-margin value
-    axes[0].set(xscale="log", xlabel="depth (loops / steps)", ylabel="normalized margin / max-margin value",
+    axes[0].set(xscale="log", xlabel="depth (applications / steps)", ylabel="normalized margin / max-margin value",
                 title="Margin: NGD is fast, GD is slow")
     axes[1].set(xscale="log", xlabel="depth", ylabel="cosine to w*", title="Direction of the iterate")
     axes[2].semilogy(depth[1:], np.maximum(table["diff_max"][1:], 1e-17), "-o")

@@ -1,4 +1,4 @@
-r"""Training one attention layer by hand on one-step NGD supervision (DESIGN.md section 4; chapter 06).
+r"""Training one attention layer by hand on one-step NGD supervision (chapter 06).
 
 Each step draws fresh tasks and starting iterates :math:`w_0 \sim N(0, \sigma_0^2 I_d)` from the
 generator, embeds them as :math:`Z_0`, and fits the query column of one layer to the NGD target:
@@ -9,7 +9,11 @@ generator, embeds them as :math:`Z_0`, and fits the query column of one layer to
 The loss reads only the query column, so the forward pass is ``query_only``. The task
 excites only the blocks :math:`W_{12}, V_{11}, V_{21}` (row block first, 1 = top half);
 the other five get exactly zero gradient. ``params="blocks"`` trains just those three
-d x d blocks. Glossary: :math:`c_1 = -\mathrm{tr}(W_{12})/d`, :math:`c_2 = \mathrm{tr}(V_{21})/d`.
+d x d blocks. :func:`block_scales` reads off :math:`c_1 = -\mathrm{tr}(W_{12})/d` and
+:math:`c_2 = \mathrm{tr}(V_{21})/d`, which are 1 and eta for the construction.
+
+The training loop validates its arguments once and then calls the kernels of
+:mod:`ngdformer.fast` (and the unchecked embedding and NGD step) on the data it made itself.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ import time
 
 import numpy as np
 
-from .attention import attention_backward, attention_forward
-from .checks import check_positive
+from .checks import as_float, check_positive, check_tokens, check_weights
 from .construction import ngd_weights
+from .fast import _query_backward, _query_forward
 from .optim import cosine_lr, make_optimizer
-from .solvers import ngd_step
-from .tasks import embed, sample_tasks
+from .solvers import _ngd_step
+from .tasks import _embed, sample_tasks
 
 EXCITED = ("W12", "V11", "V21")  # the blocks one-step supervision can move
 
@@ -48,10 +52,21 @@ def to_blocks(W, V) -> tuple:
     return block(W, "12").copy(), block(V, "11").copy(), block(V, "21").copy()
 
 
-def coefficients(W, V) -> tuple[float, float]:
-    r""":math:`c_1 = -\mathrm{tr}(W_{12})/d` (score scale) and :math:`c_2 = \mathrm{tr}(V_{21})/d` (step size).
+def block_scales(W, V) -> tuple[float, float]:
+    r"""How much of the construction a layer holds: :math:`c_1 = -\mathrm{tr}(W_{12})/d`, :math:`c_2 = \mathrm{tr}(V_{21})/d`.
 
-    For the construction :func:`ngdformer.ngd_weights` ``(d, eta)`` they are 1 and eta.
+    If :math:`W_{12} = -c_1 I` and :math:`V_{21} = c_2 I`, the layer scales the scores by
+    :math:`c_1` and takes a step of size :math:`c_2`; for the construction
+    :func:`ngdformer.ngd_weights` ``(d, eta)`` they are 1 and eta. (Not to be confused with
+    :func:`ngdformer.ngd_coefficients`, the per-example softmax weights of an NGD step.)
+
+    Parameters
+    ----------
+    W, V : ndarray of shape (2d, 2d)
+
+    Returns
+    -------
+    c1, c2 : float
     """
     d = W.shape[-1] // 2
     return float(-np.trace(block(W, "12")) / d), float(np.trace(block(V, "21")) / d)
@@ -85,8 +100,8 @@ def one_step_batch(rng: np.random.Generator, batch: int, n: int, d: int, eta: fl
     X, y, _ = sample_tasks(rng, batch, n, d)
     w0 = sigma0 * rng.standard_normal((batch, d))
     target = np.zeros((batch, 2 * d))
-    target[:, d:] = ngd_step(w0, X, y, eta)
-    return embed(X, y, w0), target
+    target[:, d:] = _ngd_step(w0, X, y, eta)  # sampled data: nothing to check
+    return _embed(w0, X, y), target
 
 
 def one_step_loss(W, V, Z, target) -> tuple[float, np.ndarray, np.ndarray]:
@@ -98,25 +113,37 @@ def one_step_loss(W, V, Z, target) -> tuple[float, np.ndarray, np.ndarray]:
     Parameters
     ----------
     W, V : ndarray of shape (D, D)
-    Z : ndarray of shape (B, D, N), context in the first N - 1 columns
-    target : ndarray of shape (B, D)
+    Z : ndarray of shape (..., D, N), context in the first N - 1 columns; the mean is over
+        all leading (batch) dimensions, B = their product (1 for a single (D, N) task)
+    target : ndarray of shape (..., D)
 
     Returns
     -------
     J : float
     dW, dV : ndarray of shape (D, D)
     """
-    B, N = Z.shape[0], Z.shape[-1]
-    out, cache = attention_forward(Z, W, V, N - 1, query_only=True)
-    r = out[..., -1] - target  # (B, D) residual of the query column
+    Z = as_float("Z", Z, ndim_min=2)
+    Z = check_tokens(Z, Z.shape[-1] - 1)
+    target = np.asarray(target, dtype=float)
+    if target.shape != Z.shape[:-1]:
+        raise ValueError(f"target has shape {target.shape}, expected {Z.shape[:-1]} (one query column per task of Z)")
+    W, V = check_weights(W, V, Z.shape[-2])
+    return _one_step_loss(W, V, Z, target)
+
+
+def _one_step_loss(W, V, Z, target):
+    """Kernel of :func:`one_step_loss` on checked input, on the fast query path."""
+    B = int(np.prod(Z.shape[:-2]))
+    out, cache = _query_forward(Z, W, V, Z.shape[-1] - 1)
+    r = out[..., -1] - target  # (..., D) residual of the query column
     dout = np.zeros_like(out)
     dout[..., -1] = r / B
-    _, dW, dV = attention_backward(dout, cache)
+    _, dW, dV = _query_backward(dout, cache)
     return 0.5 * float(np.sum(r * r)) / B, dW, dV
 
 
 class Progress:
-    """Prints ``step, loss, steps/s`` at most every ``every`` seconds (and at the last step) unless ``quiet``."""
+    """Prints ``iteration, loss, iterations/s`` at most every ``every`` seconds (and at the last one) unless ``quiet``."""
 
     def __init__(self, total: int, label: str, quiet: bool = False, every: float = 2.0):
         self.total, self.label, self.quiet, self.every = total, label, quiet, every
@@ -128,7 +155,7 @@ class Progress:
             return
         self.last = now
         rate = (step + 1) / max(now - self.start, 1e-9)
-        print(f"  [{self.label}] step {step + 1:>6}/{self.total}  loss {loss:.3e}  {rate:7.1f} steps/s", flush=True)
+        print(f"  [{self.label}] iteration {step + 1:>6}/{self.total}  loss {loss:.3e}  {rate:7.1f} it/s", flush=True)
 
 
 def init_weights(rng: np.random.Generator, d: int, init: str = "zeros", init_scale: float = 0.1):
@@ -141,46 +168,53 @@ def init_weights(rng: np.random.Generator, d: int, init: str = "zeros", init_sca
     raise ValueError(f"init must be 'zeros' or 'random', got {init!r}")
 
 
-def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float, steps: int, batch: int = 256,
-                         lr: float = 1e-2, optimizer: str = "adam", init: str = "zeros", sigma0: float = 1.0,
-                         params: str = "full", init_scale: float = 0.1, momentum: float = 0.0,
-                         schedule: str = "constant", quiet: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
-    r"""Train one attention layer to perform one NGD step (DESIGN.md section 4; chapter 06, paper Figs. 3-4).
+def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float, iterations: int = 500,
+                         batch: int = 32, lr: float = 2e-2, optimizer: str = "adam", init: str = "zeros",
+                         sigma0: float | None = None, params: str = "full", init_scale: float = 0.1,
+                         momentum: float = 0.0, schedule: str = "cosine",
+                         quiet: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    r"""Train one attention layer to perform one NGD step (chapter 06, paper Figs. 3-4).
 
-    Every step draws ``batch`` fresh tasks and :math:`w_0 \sim N(0, \sigma_0^2 I_d)` from ``rng``
+    Every iteration draws ``batch`` fresh tasks and :math:`w_0 \sim N(0, \sigma_0^2 I_d)` from ``rng``
     (no fixed pool), computes :func:`one_step_loss` and its hand-written gradient, and applies
     the hand-written optimizer. The fixed point is :math:`(W^*, V^*)` = :func:`ngdformer.ngd_weights` ``(d, eta)``.
+    The defaults are the recipe chapter 06 uses (Adam, lr 0.02 decayed to 0 on a cosine,
+    batch 32, 500 iterations, :math:`\sigma_0 = 1/\sqrt d`), which brings the layer to the
+    construction at the paper's sizes; chapter 06 shows what goes wrong with a constant
+    learning rate and :math:`\sigma_0 = 1`.
 
     Parameters
     ----------
     rng : np.random.Generator, the only source of randomness (tasks, w0, random init)
     n, d : int, context size and input dimension
     eta : float > 0, the NGD step the layer is taught
-    steps : int >= 0, optimizer steps
-    batch : int, tasks per step
+    iterations : int >= 0, optimizer steps
+    batch : int, tasks per iteration
     lr : float, learning rate
     optimizer : ``"adam"`` (default) or ``"sgd"`` (with ``momentum``)
     init : ``"zeros"`` or ``"random"`` (entries N(0, init_scale^2) in all eight blocks)
-    sigma0 : float >= 0, scale of the starting iterate
+    sigma0 : float >= 0 or None, scale of the starting iterate (None: :math:`1/\sqrt d`, so
+        :math:`\|w_0\| \approx 1` whatever d is)
     params : ``"full"`` trains the whole (2d, 2d) ``W`` and ``V``; ``"blocks"`` trains only
         :math:`(W_{12}, V_{11}, V_{21})` (the others stay at their initial values, zero or random)
-    schedule : ``"constant"`` (default) learning rate, or ``"cosine"`` (:func:`ngdformer.optim.cosine_lr`: from
-        ``lr`` at the first step down to 0 at the last). Chapter 06 uses the cosine decay to converge in few steps.
+    schedule : ``"cosine"`` (default; :func:`ngdformer.optim.cosine_lr`: from ``lr`` at the first
+        iteration down to 0 at the last) or ``"constant"``. With the cosine decay the loss
+        curve flattens at the end partly because the learning rate reaches 0.
     quiet : bool, silence the progress line (printed at most every ~2 s)
 
     Returns
     -------
     W, V : ndarray of shape (2d, 2d), after the last step
-    history : dict of ndarrays of shape (steps,): ``loss`` (batch loss of step t, before its update),
-        and after update t: ``c1``, ``c2`` (see :func:`coefficients`), ``dist`` (relative distance to
+    history : dict of ndarrays of shape (iterations,): ``loss`` (batch loss of iteration t, before its
+        update), and after update t: ``c1``, ``c2`` (see :func:`block_scales`), ``dist`` (relative distance to
         :math:`(W^*, V^*)`, :func:`distance_to_construction`), ``dist_excited`` (the same restricted to
         the three excited blocks); plus ``seconds`` (float, wall time).
     """
     for name, value in (("n", n), ("d", d), ("batch", batch)):
         check_positive(name, value, integer=True)
-    check_positive("steps", steps, integer=True, allow_zero=True)
+    check_positive("iterations", iterations, integer=True, allow_zero=True)
     check_positive("eta", eta)
-    check_positive("sigma0", sigma0, allow_zero=True)
+    sigma0 = 1.0 / np.sqrt(d) if sigma0 is None else check_positive("sigma0", sigma0, allow_zero=True)
     if params not in ("full", "blocks"):
         raise ValueError(f"params must be 'full' or 'blocks', got {params!r}")
     if schedule not in ("constant", "cosine"):
@@ -192,18 +226,18 @@ def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float
     frozen = (W.copy(), V.copy())  # blocks mode: the five unexcited blocks keep these values
     theta = to_blocks(W, V) if params == "blocks" else (W, V)
     state = opt.init(theta)
-    hist = {key: np.zeros(steps) for key in ("loss", "c1", "c2", "dist", "dist_excited")}
-    progress = Progress(steps, "one-step layer", quiet)
+    hist = {key: np.zeros(iterations) for key in ("loss", "c1", "c2", "dist", "dist_excited")}
+    progress = Progress(iterations, "one-step layer", quiet)
     start = time.perf_counter()
-    for t in range(steps):
+    for t in range(iterations):
         Z, target = one_step_batch(rng, batch, n, d, eta, sigma0)
-        J, dW, dV = one_step_loss(W, V, Z, target)
+        J, dW, dV = _one_step_loss(W, V, Z, target)
         grads = to_blocks(dW, dV) if params == "blocks" else (dW, dV)
-        lr_t = cosine_lr(lr, t, steps) if schedule == "cosine" else lr
+        lr_t = cosine_lr(lr, t, iterations) if schedule == "cosine" else lr
         theta, state = opt.update(theta, grads, state, lr=lr_t)
         W, V = _assemble(theta, frozen, d) if params == "blocks" else theta
         hist["loss"][t] = J
-        hist["c1"][t], hist["c2"][t] = coefficients(W, V)
+        hist["c1"][t], hist["c2"][t] = block_scales(W, V)
         hist["dist"][t] = _rel((W, V), (Ws, Vs))
         hist["dist_excited"][t] = _rel(to_blocks(W, V), to_blocks(Ws, Vs))
         progress(t, J)

@@ -1,4 +1,4 @@
-"""The fast attention kernels against the straightforward reference, the per-token loop and finite differences.
+"""The fast twins (ngdformer.fast) against the textbook layer, the per-token loop and finite differences.
 
 The query path skips rows of K that meet zero rows of W, so the weights here have
 random zero blocks (the construction's shape among them) as well as dense entries.
@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from ngdformer import (assert_gradients_close, attention_backward, attention_backward_reference, attention_forward,
-                       attention_forward_reference, attention_naive, check_directions, context_is_inert, embed,
-                       looped_forward, ngd, ngd_weights, numeric_jacobian, read_weights, rel_error, sample_tasks,
-                       softmax)
-from ngdformer import query_loop
-from ngdformer.attention import _softmax_keys_, _support
+from ngdformer import (assert_gradients_close, attention_backward, attention_forward, attention_naive,
+                       check_directions, context_is_inert, embed, fast, looped_forward, ngd, ngd_weights,
+                       numeric_jacobian, read_weights, rel_error, sample_tasks, softmax)
+from ngdformer.fast import _softmax_keys_, _support
 from numerics import loop_scale, scaled_error
 
 SEEDS = st.integers(0, 2**32 - 1)
@@ -54,21 +52,21 @@ def _inert_weights(rng, d, eta=0.3):
 
 @given(seed=SEEDS, lead=LEADS, d=st.integers(1, 3), n_context=st.integers(1, 5), extra=st.integers(0, 2),
        zero_fraction=st.sampled_from([0.0, 0.3, 0.7, 1.0]), options=OPTIONS_ST)
-def test_fast_forward_equals_reference_and_naive(seed, lead, d, n_context, extra, zero_fraction, options):
+def test_fast_forward_equals_textbook_and_naive(seed, lead, d, n_context, extra, zero_fraction, options):
     Z, W, V, _, _ = _layer(seed, lead, d, n_context, extra, zero_fraction)
-    out, cache = attention_forward(Z, W, V, n_context, **options)
-    out_ref, cache_ref = attention_forward_reference(Z, W, V, n_context, **options)
+    out, cache = fast.attention_forward(Z, W, V, n_context, **options)
+    out_ref, cache_ref = attention_forward(Z, W, V, n_context, **options)
     assert out.shape == Z.shape and out.dtype == Z.dtype
     np.testing.assert_allclose(out, out_ref, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(out, attention_naive(Z, W, V, n_context, **options), rtol=1e-12, atol=1e-12)
     for name in ("T", "A", "U"):  # the caches hold the same intermediates, in the same shapes
-        fast, ref = getattr(cache, name), getattr(cache_ref, name)
-        assert fast.shape == ref.shape, name
-        np.testing.assert_allclose(fast, ref, rtol=1e-13, atol=1e-13, err_msg=name)
+        quick, ref = getattr(cache, name), getattr(cache_ref, name)
+        assert quick.shape == ref.shape, name
+        np.testing.assert_allclose(quick, ref, rtol=1e-13, atol=1e-13, err_msg=name)
     assert cache.n_keys == cache_ref.n_keys and cache.query_only == cache_ref.query_only
     if options["query_only"]:  # the other columns untouched; the query column is the full layer's, at any weights
         np.testing.assert_array_equal(out[..., :-1], Z[..., :-1])
-        full = attention_forward(Z, W, V, n_context, attend_self=options["attend_self"])[0]
+        full = fast.attention_forward(Z, W, V, n_context, attend_self=options["attend_self"])[0]
         np.testing.assert_allclose(out[..., -1], full[..., -1], rtol=1e-13, atol=1e-13)
 
 
@@ -77,12 +75,12 @@ def test_fast_forward_equals_reference_and_naive(seed, lead, d, n_context, extra
 
 @given(seed=SEEDS, lead=LEADS, d=st.integers(1, 3), n_context=st.integers(1, 5), extra=st.integers(0, 2),
        zero_fraction=st.sampled_from([0.0, 0.3, 0.7]), options=OPTIONS_ST)
-def test_fast_backward_equals_reference_on_either_cache(seed, lead, d, n_context, extra, zero_fraction, options):
+def test_fast_backward_equals_textbook_on_either_cache(seed, lead, d, n_context, extra, zero_fraction, options):
     Z, W, V, G, _ = _layer(seed, lead, d, n_context, extra, zero_fraction)
-    cache = attention_forward(Z, W, V, n_context, **options)[1]
-    cache_ref = attention_forward_reference(Z, W, V, n_context, **options)[1]
-    expect = attention_backward_reference(G, cache_ref)
-    for got in (attention_backward(G, cache), attention_backward(G, cache_ref), attention_backward_reference(G, cache)):
+    cache = fast.attention_forward(Z, W, V, n_context, **options)[1]
+    cache_ref = attention_forward(Z, W, V, n_context, **options)[1]
+    expect = attention_backward(G, cache_ref)
+    for got in (fast.attention_backward(G, cache), fast.attention_backward(G, cache_ref), attention_backward(G, cache)):
         for name, g, e in zip(("dZ", "dW", "dV"), got, expect):
             assert g.shape == e.shape, name
             np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12, err_msg=name)
@@ -93,11 +91,11 @@ def test_fast_backward_equals_reference_on_either_cache(seed, lead, d, n_context
 def test_fast_backward_full_jacobian_and_directions(seed, lead, d, n_context, extra, zero_fraction, options):
     """Every entry of dZ, dW, dV, including those of weight entries that are zero (the skipped rows)."""
     Z, W, V, G, rng = _layer(seed, lead, d, n_context, extra, zero_fraction)
-    out, cache = attention_forward(Z, W, V, n_context, **options)
-    dZ, dW, dV = attention_backward(G, cache)
+    out, cache = fast.attention_forward(Z, W, V, n_context, **options)
+    dZ, dW, dV = fast.attention_backward(G, cache)
 
     def layer(Z_, W_, V_):
-        return attention_forward(Z_, W_, V_, n_context, **options)[0]
+        return fast.attention_forward(Z_, W_, V_, n_context, **options)[0]
 
     fs = {"dZ": (Z, dZ, lambda t: layer(t, W, V)), "dW": (W, dW, lambda t: layer(Z, t, V)),
           "dV": (V, dV, lambda t: layer(Z, W, t))}
@@ -108,7 +106,7 @@ def test_fast_backward_full_jacobian_and_directions(seed, lead, d, n_context, ex
         for k in range(out.size):  # one backward call per output entry: the rows of the Jacobian
             e = np.zeros(out.size)
             e[k] = 1.0
-            rows.append(attention_backward(e.reshape(out.shape), cache)[list(fs).index(name)])
+            rows.append(fast.attention_backward(e.reshape(out.shape), cache)[list(fs).index(name)])
         J = numeric_jacobian(F, x).reshape((out.size,) + x.shape)
         assert_gradients_close(J, np.stack(rows), f"{name} {options} (full Jacobian)")
 
@@ -116,20 +114,20 @@ def test_fast_backward_full_jacobian_and_directions(seed, lead, d, n_context, ex
 def test_backward_rejects_a_gradient_of_the_wrong_shape():
     Z, W, V, G, _ = _layer(0, (2,), 2, 3, 0)
     for options in OPTIONS:
-        cache = attention_forward(Z, W, V, 3, **options)[1]
+        cache = fast.attention_forward(Z, W, V, 3, **options)[1]
         with pytest.raises(ValueError, match="dout"):
-            attention_backward(G[..., :-1], cache)
+            fast.attention_backward(G[..., :-1], cache)
 
 
 def test_float32_in_mixed_precision_keeps_the_token_dtype():
     Z, W, V, G, _ = _layer(1, (2,), 2, 4, 1)
     Z32 = Z.astype(np.float32)
     for options in OPTIONS:
-        out, cache = attention_forward(Z32, W, V, 4, **options)  # float64 weights
-        out_ref, cache_ref = attention_forward_reference(Z32, W, V, 4, **options)
+        out, cache = fast.attention_forward(Z32, W, V, 4, **options)  # float64 weights
+        out_ref, cache_ref = attention_forward(Z32, W, V, 4, **options)
         assert out.dtype == out_ref.dtype == np.float32
         np.testing.assert_allclose(out, out_ref, rtol=1e-6, atol=1e-6)
-        for g, e in zip(attention_backward(G, cache), attention_backward_reference(G, cache_ref)):
+        for g, e in zip(fast.attention_backward(G, cache), attention_backward(G, cache_ref)):
             assert g.dtype == e.dtype
             np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-6)
 
@@ -162,24 +160,25 @@ def test_support_is_the_smallest_covering_range():
 
 
 @given(seed=SEEDS, lead=LEADS, d=st.integers(1, 3), n_context=st.integers(1, 6), extra=st.integers(0, 2),
-       layers=st.integers(0, 6), zero_fraction=st.sampled_from([0.0, 0.5]), attend_self=st.booleans())
-def test_query_loop_equals_repeated_query_layers(seed, lead, d, n_context, extra, layers, zero_fraction, attend_self):
+       depth=st.integers(0, 6), zero_fraction=st.sampled_from([0.0, 0.5]), attend_self=st.booleans())
+def test_query_loop_equals_repeated_query_layers(seed, lead, d, n_context, extra, depth, zero_fraction, attend_self):
     Z, W, V, _, _ = _layer(seed, lead, d, n_context, extra, zero_fraction)
-    W, V = 0.5 * W, 0.3 * V  # keep L layers of random weights tame
+    W, V = 0.5 * W, 0.3 * V  # keep L applications of random weights tame
     expect = Z
-    for _ in range(layers):
-        expect = attention_forward_reference(expect, W, V, n_context, attend_self=attend_self, query_only=True)[0]
-    got = query_loop(Z, W, V, n_context, layers, attend_self=attend_self)
+    for _ in range(depth):
+        expect = attention_forward(expect, W, V, n_context, attend_self=attend_self, query_only=True)[0]
+    got = fast.query_loop(Z, W, V, n_context, depth, attend_self=attend_self)
     assert got.shape == Z.shape and got is not Z
     np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(got[..., :-1], Z[..., :-1])
-    np.testing.assert_array_equal(looped_forward(Z, W, V, n_context, layers, query_only=True,
-                                                 attend_self=attend_self), got)
+    if depth <= 1 or context_is_inert(W, V):  # the looped model takes the query path only where it is exact
+        np.testing.assert_array_equal(fast.looped_forward(Z, W, V, n_context, depth, query_only=True,
+                                                          attend_self=attend_self), got)
 
 
-@given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 8), d=st.integers(1, 4), layers=st.integers(1, 8),
+@given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 8), d=st.integers(1, 4), depth=st.integers(1, 8),
        construction=st.booleans(), attend_self=st.booleans())
-def test_query_loop_is_the_full_model_when_the_context_is_inert(seed, B, n, d, layers, construction, attend_self):
+def test_query_loop_is_the_full_model_when_the_context_is_inert(seed, B, n, d, depth, construction, attend_self):
     """The construction, and any weights whose unexcited blocks are zero: the query column is exact."""
     rng = np.random.default_rng(seed)
     X, y, _ = sample_tasks(rng, B, n, d)
@@ -187,9 +186,9 @@ def test_query_loop_is_the_full_model_when_the_context_is_inert(seed, B, n, d, l
     W, V = ngd_weights(d, float(rng.uniform(0.05, 0.5))) if construction else _inert_weights(rng, d)
     assert context_is_inert(W, V)
     Z = embed(X, y, w0)
-    full = looped_forward(Z, W, V, n, layers, attend_self=attend_self)
-    fast = looped_forward(Z, W, V, n, layers, attend_self=attend_self, query_only=True)
-    assert scaled_error(fast[..., -1], full[..., -1], loop_scale(Z, V, layers)) <= 1e-14
+    full = fast.looped_forward(Z, W, V, n, depth, attend_self=attend_self)
+    quick = fast.looped_forward(Z, W, V, n, depth, attend_self=attend_self, query_only=True)
+    assert scaled_error(quick[..., -1], full[..., -1], loop_scale(Z, V, depth)) <= 1e-14
 
 
 def test_query_loop_differs_from_the_full_model_when_the_context_feeds_back():
@@ -200,9 +199,14 @@ def test_query_loop_differs_from_the_full_model_when_the_context_feeds_back():
     V[:3, :3] = 0.3 * np.eye(3)  # V11: context top halves now change from layer to layer
     assert not context_is_inert(W, V)
     Z = embed(X, y, rng.standard_normal((4, 3)))
-    full = looped_forward(Z, W, V, 6, 4)
-    fast = looped_forward(Z, W, V, 6, 4, query_only=True)
-    assert rel_error(fast[..., -1], full[..., -1]) > 1e-3
+    full = fast.looped_forward(Z, W, V, 6, 4)
+    query_model = fast.query_loop(Z, W, V, 6, 4)
+    assert rel_error(query_model[..., -1], full[..., -1]) > 1e-3
+    for looped in (looped_forward, fast.looped_forward):  # so the looped model refuses to take that shortcut
+        with pytest.raises(ValueError, match="context_is_inert"):
+            looped(Z, W, V, 6, 4, query_only=True)
+        one = looped(Z, W, V, 6, 1, query_only=True)  # one application is exact at any weights
+        assert rel_error(one[..., -1], looped(Z, W, V, 6, 1)[..., -1]) < 1e-14
 
 
 def test_query_loop_runs_ngd_and_validates():
@@ -212,19 +216,19 @@ def test_query_loop_runs_ngd_and_validates():
     W, V = ngd_weights(5, 0.1)
     Z = embed(X, y, w0)
     Z_copy = Z.copy()
-    out = query_loop(Z, W, V, 20, 100)
+    out = fast.query_loop(Z, W, V, 20, 100)
     assert rel_error(read_weights(out), ngd(w0, X, y, 0.1, 100)[-1]) <= 1e-12
     np.testing.assert_array_equal(Z, Z_copy)  # pure
     Z32 = Z.astype(np.float32)
-    assert query_loop(Z32, W.astype(np.float32), V.astype(np.float32), 20, 3).dtype == np.float32
+    assert fast.query_loop(Z32, W.astype(np.float32), V.astype(np.float32), 20, 3).dtype == np.float32
     bad = Z.copy()
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="Z"):
-        query_loop(bad, W, V, 20, 1)
-    for layers in (-1, 1.5, True):
-        with pytest.raises(ValueError, match="layers"):
-            query_loop(Z, W, V, 20, layers)
+        fast.query_loop(bad, W, V, 20, 1)
+    for depth in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="depth"):
+            fast.query_loop(Z, W, V, 20, depth)
     with pytest.raises(ValueError, match="n_context"):
-        query_loop(Z, W, V, 21, 1)
+        fast.query_loop(Z, W, V, 21, 1)
     with pytest.raises(ValueError, match="W"):
-        query_loop(Z, W[:-1], V, 20, 1)
+        fast.query_loop(Z, W[:-1], V, 20, 1)

@@ -9,7 +9,7 @@ from checker_contract import assert_checker_contract
 
 
 def _query_backward(q, K, W, V, g, transpose_dW=False):
-    """DESIGN.md section 3, written independently of attention_backward."""
+    """The one-query backward, written independently of attention_backward."""
     s = K.T @ W @ q
     p = np.exp(s - s.max())
     p /= p.sum()

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from ngdformer.exercises import ch08
-from ngdformer.training import block, coefficients, from_blocks
+from ngdformer.training import block, block_scales, from_blocks
 from checker_contract import assert_checker_contract
 
 
 def _project(W, V):
     d = W.shape[0] // 2
-    c1, c2 = coefficients(W, V)
+    c1, c2 = block_scales(W, V)
     return from_blocks((-c1 * np.eye(d), np.zeros((d, d)), c2 * np.eye(d)), d)
 
 
@@ -21,7 +21,7 @@ def _project_in_place(W, V):
 
 
 CASES = [
-    (ch08.check_coefficients, coefficients, lambda W, V: (np.trace(block(W, "12")) / 3, np.trace(block(V, "21")))),
+    (ch08.check_block_scales, block_scales, lambda W, V: (np.trace(block(W, "12")) / 3, np.trace(block(V, "21")))),
     (ch08.check_end_grad, lambda w, ws: (w - ws) / w.shape[0], lambda w, ws: ws - w),
     (ch08.check_project, _project, lambda W, V: from_blocks((block(W, "12"), block(V, "11"), block(V, "21")), 3)),
 ]
@@ -34,7 +34,7 @@ def test_checker(check, right, wrong):
 
 def test_checkers_give_hints():
     with pytest.raises(AssertionError, match="sign"):
-        ch08.check_coefficients(lambda W, V: (-coefficients(W, V)[0], coefficients(W, V)[1]))
+        ch08.check_block_scales(lambda W, V: (-block_scales(W, V)[0], block_scales(W, V)[1]))
     with pytest.raises(AssertionError, match="1/B"):
         ch08.check_end_grad(lambda w, ws: w - ws)
     with pytest.raises(AssertionError, match="modified"):

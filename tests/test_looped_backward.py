@@ -1,4 +1,4 @@
-"""Backpropagation through L stacked or looped layers against central differences (DESIGN.md section 3).
+"""Backpropagation through L stacked or looped layers against central differences (chapter 03).
 
 For L = 1..4, stacked (one (W, V) per layer) and looped (one shared (W, V), gradients added
 over the applications), full layer and query-only, with and without self-attention.
@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ngdformer import (assert_gradients_close, check_directions, looped_backward, looped_forward,
-                       looped_forward_with_cache, numeric_jacobian, stack_backward, stack_forward)
+from ngdformer import (assert_gradients_close, check_directions, context_is_inert, fast, looped_backward,
+                       looped_forward, looped_forward_with_cache, numeric_jacobian, stack_backward, stack_forward)
 
 shapes = st.fixed_dictionaries({
     "seed": st.integers(0, 2**32 - 1), "L": st.integers(1, 4), "d": st.integers(1, 3), "n": st.integers(1, 4),
@@ -25,6 +25,21 @@ def _setup(s, tiny=False):
     G = rng.standard_normal(Z.shape)  # upstream gradient: f = sum(G * out)
     kw = {"query_only": s["query_only"], "attend_self": s["attend_self"]}
     return rng, Z, layers, G, n, kw
+
+
+def _shared(layers, query_only):
+    """The looped model's one layer; a query-only loop is the same model only for inert weights, so make them so."""
+    W, V = (M.copy() for M in layers[0])
+    if query_only:
+        d = W.shape[0] // 2
+        W[d:, :], V[:d, :], V[:, d:] = 0.0, 0.0, 0.0
+        assert context_is_inert(W, V)
+    return W, V
+
+
+def _shared_stack(Z, W, V, n, L, kw):
+    """The looped model as a function of its weights, also at perturbed (not inert) weights: L copies stacked."""
+    return stack_forward(Z, [(W, V)] * L, n, **kw)[0]
 
 
 @given(shapes)
@@ -45,12 +60,12 @@ def test_stacked_backward_matches_finite_differences(s):
 @given(shapes)
 def test_looped_backward_matches_finite_differences(s):
     rng, Z, layers, G, n, kw = _setup(s)
-    W, V = layers[0]
+    W, V = _shared(layers, s["query_only"])
     L = s["L"]
     out, caches = looped_forward_with_cache(Z, W, V, n, L, **kw)
     np.testing.assert_allclose(out, looped_forward(Z, W, V, n, L, **kw), rtol=1e-13, atol=1e-13)
     dZ, dW, dV = looped_backward(G, caches)
-    f = lambda z, w, v: np.sum(G * looped_forward(z, w, v, n, L, **kw))  # noqa: E731
+    f = lambda z, w, v: np.sum(G * _shared_stack(z, w, v, n, L, kw))  # noqa: E731
     assert_gradients_close(*check_directions(lambda z: f(z, W, V), Z, dZ, rng, 2), "looped dZ")
     assert_gradients_close(*check_directions(lambda w: f(Z, w, V), W, dW, rng, 2), "looped dW")
     assert_gradients_close(*check_directions(lambda v: f(Z, W, v), V, dV, rng, 2), "looped dV")
@@ -59,9 +74,9 @@ def test_looped_backward_matches_finite_differences(s):
 @given(shapes)
 def test_looped_backward_full_jacobian_at_tiny_shapes(s):
     _, Z, layers, _, n, kw = _setup(s, tiny=True)
-    W, V = layers[0]
+    W, V = _shared(layers, s["query_only"])
     L = s["L"]
-    F = lambda z, w, v: looped_forward(z, w, v, n, L, **kw)  # noqa: E731
+    F = lambda z, w, v: _shared_stack(z, w, v, n, L, kw)  # noqa: E731
     out, caches = looped_forward_with_cache(Z, W, V, n, L, **kw)
     for name, x, Fx in (("Z", Z, lambda z: F(z, W, V)), ("W", W, lambda w: F(Z, w, V)), ("V", V, lambda v: F(Z, W, v))):
         J = numeric_jacobian(Fx, x)  # out.shape + x.shape
@@ -86,3 +101,28 @@ def test_looped_equals_stacked_with_shared_weights():
     np.testing.assert_allclose(dW, sum(g[0] for g in grads), rtol=1e-14, atol=1e-14)
     np.testing.assert_allclose(dV, sum(g[1] for g in grads), rtol=1e-14, atol=1e-14)
     assert not np.allclose(dW, grads[0][0])  # every application contributes, not only one
+
+
+@given(shapes)
+def test_fast_looped_backward_equals_the_textbook(s):
+    """The fast looped forward with caches and its backward (used by training) against the textbook loop."""
+    _, Z, layers, G, n, kw = _setup(s)
+    W, V = _shared(layers, False)
+    out, caches = looped_forward_with_cache(Z, W, V, n, s["L"], attend_self=kw["attend_self"])
+    out_f, caches_f = fast.looped_forward_with_cache(Z, W, V, n, s["L"], attend_self=kw["attend_self"])
+    np.testing.assert_allclose(out_f, out, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(fast.looped_forward(Z, W, V, n, s["L"], attend_self=kw["attend_self"]), out,
+                               rtol=1e-13, atol=1e-13)
+    for got, expect in zip(fast.looped_backward(G, caches_f), looped_backward(G, caches)):
+        np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
+
+
+def test_depth_zero_backward_passes_the_gradient_through():
+    Z = np.random.default_rng(1).standard_normal((2, 4, 3))
+    for forward, backward in ((looped_forward_with_cache, looped_backward),
+                              (fast.looped_forward_with_cache, fast.looped_backward)):
+        out, caches = forward(Z, np.eye(4), np.eye(4), 2, 0)
+        np.testing.assert_array_equal(out, Z)
+        dZ, dW, dV = backward(np.ones_like(Z), caches)
+        np.testing.assert_array_equal(dZ, np.ones_like(Z))
+        assert not dW.any() and not dV.any() and dW.shape == (4, 4)

@@ -133,7 +133,7 @@ def test_extreme_margins_stay_finite(sign):
 
 
 def test_extreme_margins_weights_agree_in_the_tail():
-    """At margins >> 1 the logistic NGD weights equal the exp (softmax) weights (DESIGN.md section 1)."""
+    """At margins >> 1 the logistic NGD weights equal the exp (softmax) weights."""
     w, X, y = (a[:3] for a in _extreme_problem(1.0))  # every margin >= 1e4
     np.testing.assert_allclose(ngd_coefficients(w, X, y, "logistic"), ngd_coefficients(w, X, y, "exp"),
                                rtol=1e-12, atol=1e-300)

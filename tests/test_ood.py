@@ -8,13 +8,13 @@ from ngdformer.ood import (Shift, anisotropic_cov, default_depths, default_shift
                            transformer_iterates)
 from ngdformer.tour import format_table
 
-SMALL = dict(n=10, loops=30, batch=8, n_test=50)
+SMALL = dict(n=10, depth=30, batch=8, n_test=50)
 
 
 @pytest.fixture(scope="module")
 def construction_results():
     W, V = ngd_weights(3, 0.25)
-    shifts = default_shifts(10, 3, loops=30, long_loops=60)
+    shifts = default_shifts(10, 3, depth=30, long_depth=60)
     return evaluate_ood(np.random.default_rng(0), W, V, eta=0.25, shifts=shifts, **SMALL)
 
 
@@ -29,11 +29,11 @@ def test_construction_matches_ngd_at_round_off_under_every_shift(construction_re
 
 def test_result_layout(construction_results):
     for name, t in construction_results.items():
-        assert t["depth"][0] == 0 and t["depth"][-1] == t["loops"]
+        assert t["depth"][0] == 0 and t["depth"][-1] == (60 if name == "depth 60" else 30)
         K = len(t["depth"])
         for key in ("diff", "diff_max", "rel", "rel_max", "cos_tf", "cos_ngd", "cos_gd", "margin_tf", "acc_gd"):
             assert t[key].shape == (K,), (name, key)
-    assert construction_results["60 loops"]["loops"] == 60
+    assert construction_results["depth 60"]["depth"][-1] == 60
     assert construction_results["n = 20"]["n"] == 20 and construction_results["n = 5"]["n"] == 5
     assert construction_results["|w0| x10"]["sigma0"] == 10.0
     assert np.all(np.isnan(construction_results["10% label noise"]["margin_tf"]))
@@ -75,7 +75,7 @@ def test_drifting_layer_shows_real_differences():
 
 def test_deterministic_and_helpers():
     W, V = ngd_weights(2, 0.3)
-    kw = dict(eta=0.3, n=6, loops=5, batch=3, n_test=10, shifts=[Shift("a"), Shift("b", n=4, margin=0.2)])
+    kw = dict(eta=0.3, n=6, depth=5, batch=3, n_test=10, shifts=[Shift("a"), Shift("b", n=4, margin=0.2)])
     a = evaluate_ood(np.random.default_rng(5), W, V, **kw)
     b = evaluate_ood(np.random.default_rng(5), W, V, **kw)
     for name in a:
@@ -90,8 +90,8 @@ def test_deterministic_and_helpers():
 def test_bad_arguments():
     W, V = ngd_weights(2, 0.3)
     with pytest.raises(ValueError, match="eta"):
-        evaluate_ood(np.random.default_rng(0), W, V, eta=0.0, n=5, loops=3)
-    with pytest.raises(ValueError, match="loops"):
-        evaluate_ood(np.random.default_rng(0), W, V, eta=0.3, n=5, loops=-1)
+        evaluate_ood(np.random.default_rng(0), W, V, eta=0.0, n=5, depth=3)
+    with pytest.raises(ValueError, match="depth"):
+        evaluate_ood(np.random.default_rng(0), W, V, eta=0.3, n=5, depth=-1)
     with pytest.raises(ValueError, match="condition"):
         anisotropic_cov(3, -1.0)

@@ -18,14 +18,14 @@ def layer():
 @pytest.fixture
 def saved(tmp_path, layer):
     path = tmp_path / "layer.npz"
-    save_weights(path, *layer, eta=0.5, kind="looped", loops=7)
+    save_weights(path, *layer, eta=0.5, kind="looped", depth=7)
     return path
 
 
 def test_round_trip_is_bit_exact(saved, layer):
     got = load_weights(saved, kind="looped", d=3)
     assert got.W.tobytes() == layer[0].tobytes() and got.V.tobytes() == layer[1].tobytes()
-    assert (got.d, got.eta, got.kind, got.loops, got.format_version) == (3, 0.5, "looped", 7, FORMAT_VERSION)
+    assert (got.d, got.eta, got.kind, got.depth, got.format_version) == (3, 0.5, "looped", 7, FORMAT_VERSION)
 
 
 def test_name_is_kept_exactly(tmp_path, layer):
@@ -57,7 +57,7 @@ def _rewrite(path, **changes):
     ({"W": np.zeros((6, 6), dtype=np.float32)}, "float64"),
     ({"eta": np.float64(-1.0)}, "eta"),
     ({"eta": np.array([0.5, 0.5])}, "'eta' should be a scalar"),
-    ({"loops": np.float64(2.0)}, "'loops' should be a scalar"),
+    ({"depth": np.float64(2.0)}, "'depth' should be a scalar"),
 ])
 def test_mismatched_contents(saved, changes, match):
     _rewrite(saved, **changes)
@@ -121,3 +121,14 @@ def test_missing_file_and_bad_arguments(tmp_path, layer):
         save_weights(tmp_path / "x.npz", *layer, eta=0.5, kind="other")
     with pytest.raises(ValueError, match="both be"):
         save_weights(tmp_path / "x.npz", np.zeros((3, 3)), np.zeros((3, 3)), eta=0.5)
+
+
+def test_version_1_files_with_loops_still_load(saved):
+    """Version 1 called the depth "loops"; such files load, with the value as ``depth``."""
+    entries = dict(np.load(saved, allow_pickle=False))
+    entries["loops"] = entries.pop("depth")
+    entries["format_version"] = np.int64(1)
+    with open(saved, "wb") as fh:
+        np.savez(fh, **entries)
+    got = load_weights(saved)
+    assert got.depth == 7 and got.format_version == 1

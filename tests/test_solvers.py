@@ -115,7 +115,7 @@ def test_max_margin_kkt_certificate(B, n, d):
     X, y, _ = sample_tasks(np.random.default_rng(n * 100 + d), B, n, d)
     res = max_margin_dual(X, y)
     assert res.w.shape == (B, d) and res.a.shape == (B, n)
-    kkt = kkt_residuals(X, y, res.w, res.a)
+    kkt = kkt_residuals(res.w, X, y, res.a)
     for key in ("primal", "dual", "stationarity", "slackness", "gap"):
         assert np.all(kkt[key] < 1e-8), (key, kkt[key])
     m = y * np.einsum("bnd,bd->bn", X, res.w)
@@ -145,7 +145,7 @@ def test_max_margin_with_identical_points_and_ties():
     X, y, _ = sample_tasks(np.random.default_rng(5), 3, 6, 3)
     X2, y2 = np.concatenate([X, X[:, :2]], axis=1), np.concatenate([y, y[:, :2]], axis=1)  # duplicated points
     res = max_margin_dual(X2, y2)
-    kkt = kkt_residuals(X2, y2, res.w, res.a)
+    kkt = kkt_residuals(res.w, X2, y2, res.a)
     assert all(np.all(v < 1e-8) for v in kkt.values())
     np.testing.assert_allclose(res.w, max_margin(X, y), rtol=1e-8, atol=1e-10)  # duplicates change nothing
 
@@ -198,7 +198,7 @@ def test_max_margin_certifies_degenerate_duals_with_tied_support_points():
     for n, d, margin in [(100, 3, 0.1), (30, 2, 0.0), (30, 2, 0.1)]:
         X, y, _ = sample_tasks(rng, 40, n, d, margin=margin)
         res = max_margin_dual(X, y)  # raised ValueError for some tasks before the fix
-        kkt = kkt_residuals(X, y, res.w, res.a)
+        kkt = kkt_residuals(res.w, X, y, res.a)
         failures += sum(int(np.max(v) > 1e-8) for v in kkt.values())
     assert failures == 0
 
@@ -212,6 +212,6 @@ def test_max_margin_certifies_every_default_task_at_the_papers_sizes(n, d):
     """
     X, y, _ = sample_tasks(np.random.default_rng(n + d), 100, n, d)
     res = max_margin_dual(X, y)
-    kkt = kkt_residuals(X, y, res.w, res.a)
+    kkt = kkt_residuals(res.w, X, y, res.a)
     for key, value in kkt.items():
         assert np.all(value < 1e-8), (key, np.max(value))

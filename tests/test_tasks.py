@@ -110,7 +110,7 @@ def test_embed_layout_and_read_weights(seed, B, n, d):
     w0 = rng.standard_normal((B, d))
     Z = embed(X, y, w0)
     assert Z.shape == (B, 2 * d, n + 1) and Z.dtype == np.float64
-    for b in range(B):  # the layout of DESIGN.md section 2, entry by entry
+    for b in range(B):  # the embedding layout, entry by entry
         for i in range(n):
             np.testing.assert_array_equal(Z[b, :d, i], y[b, i] * X[b, i])
             np.testing.assert_array_equal(Z[b, d:, i], 0.0)

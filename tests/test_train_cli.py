@@ -15,7 +15,7 @@ def _args(*argv):
 
 def test_train_one_step_saves_and_reports(tmp_path, capsys):
     out = str(tmp_path)
-    argv = ["--n", "8", "--d", "3", "--steps", "300", "--batch", "32", "--lr", "0.03", "--ood-loops", "20",
+    argv = ["--n", "8", "--d", "3", "--iterations", "300", "--batch", "32", "--lr", "0.03", "--ood-depth", "20",
             "--ood-batch", "8", "--out", out]
     assert run_train(_args(*argv)) == 0
     text = capsys.readouterr().out
@@ -29,18 +29,18 @@ def test_train_one_step_saves_and_reports(tmp_path, capsys):
 
 
 def test_train_looped_saves_and_reports(tmp_path, capsys):
-    argv = ["--looped", "2", "--n", "8", "--d", "2", "--steps", "20", "--batch", "4", "--ood-loops", "6",
+    argv = ["--depth", "2", "--n", "8", "--d", "2", "--iterations", "20", "--batch", "4", "--ood-depth", "6",
             "--ood-batch", "4", "--out", str(tmp_path)]
     assert run_train(_args(*argv)) == 0
     text = capsys.readouterr().out
-    assert "c1 = -tr(W12)/d" in text and "6 loops" in text
+    assert "c1 = -tr(W12)/d" in text and "depth 6" in text
     saved = load_weights(os.path.join(str(tmp_path), "looped_L2.npz"), kind="looped")
-    assert saved.loops == 2 and saved.eta > 0
+    assert saved.depth == 2 and saved.eta > 0
 
 
 def test_train_looped_ngd_objective(tmp_path, capsys):
-    argv = ["--looped", "2", "--objective", "ngd", "--eta", "0.5", "--n", "8", "--d", "2", "--steps", "20",
-            "--batch", "4", "--ood-loops", "6", "--ood-batch", "4", "--out", str(tmp_path)]
+    argv = ["--depth", "2", "--objective", "ngd", "--eta", "0.5", "--n", "8", "--d", "2", "--iterations", "20",
+            "--batch", "4", "--ood-depth", "6", "--ood-batch", "4", "--out", str(tmp_path)]
     assert run_train(_args(*argv)) == 0
     assert "objective ngd" in capsys.readouterr().out
     assert run_train(_args(*argv[:4], "--eta", "-1", *argv[6:], "--quiet")) == 2

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from ngdformer import (assert_gradients_close, check_directions, context_is_inert, embed, looped_forward, ngd,
                        ngd_weights, normalized_difference, read_weights, sample_tasks)
 from ngdformer.looped_training import looped_batch, looped_loss, train_looped
-from ngdformer.training import (block, coefficients, distance_to_construction, from_blocks, off_identity,
+from ngdformer.training import (block, block_scales, distance_to_construction, from_blocks, off_identity,
                                 one_step_batch, one_step_loss, to_blocks, train_one_step_layer)
 
 UNEXCITED = (("W", "11"), ("W", "21"), ("W", "22"), ("V", "12"), ("V", "22"))
@@ -30,32 +30,32 @@ def test_one_step_loss_gradient(p, eta):
 
 
 @given(problems, st.integers(1, 4), st.sampled_from(["w_star", "logistic"]))
-def test_looped_loss_gradient(p, loops, objective):
+def test_looped_loss_gradient(p, depth, objective):
     rng = np.random.default_rng(p["seed"])
     Z, targets = looped_batch(rng, p["B"], p["n"], p["d"], objective, sigma0=0.5, n_query=3)
     D = 2 * p["d"]
     W, V = p["scale"] * rng.standard_normal((D, D)), p["scale"] * rng.standard_normal((D, D))
-    J, dW, dV = looped_loss(W, V, Z, loops, objective, **targets)
-    f = lambda w, v: looped_loss(w, v, Z, loops, objective, **targets)[0]  # noqa: E731
+    J, dW, dV = looped_loss(W, V, Z, depth, objective, **targets)
+    f = lambda w, v: looped_loss(w, v, Z, depth, objective, **targets)[0]  # noqa: E731
     assert_gradients_close(*check_directions(lambda w: f(w, V), W, dW, rng, 2), f"{objective} dW")
     assert_gradients_close(*check_directions(lambda v: f(W, v), V, dV, rng, 2), f"{objective} dV")
 
 
 @given(problems, st.integers(1, 4), st.floats(0.1, 2.0))
-def test_looped_ngd_objective_gradient(p, loops, eta):
+def test_looped_ngd_objective_gradient(p, depth, eta):
     rng = np.random.default_rng(p["seed"])
-    Z, targets = looped_batch(rng, p["B"], p["n"], p["d"], "ngd", sigma0=0.5, eta=eta, loops=loops)
+    Z, targets = looped_batch(rng, p["B"], p["n"], p["d"], "ngd", sigma0=0.5, eta=eta, depth=depth)
     D = 2 * p["d"]
     W, V = p["scale"] * rng.standard_normal((D, D)), p["scale"] * rng.standard_normal((D, D))
-    J, dW, dV = looped_loss(W, V, Z, loops, "ngd", **targets)
+    J, dW, dV = looped_loss(W, V, Z, depth, "ngd", **targets)
     assert J >= 0 and set(targets) == {"w_ngd"}
-    f = lambda w, v: looped_loss(w, v, Z, loops, "ngd", **targets)[0]  # noqa: E731
+    f = lambda w, v: looped_loss(w, v, Z, depth, "ngd", **targets)[0]  # noqa: E731
     assert_gradients_close(*check_directions(lambda w: f(w, V), W, dW, rng, 2), "ngd dW")
     assert_gradients_close(*check_directions(lambda v: f(W, v), V, dV, rng, 2), "ngd dV")
 
 
 def test_ngd_objective_target_and_zero_loss_at_the_construction():
-    Z, targets = looped_batch(np.random.default_rng(3), 8, 10, 3, "ngd", sigma0=0.5, eta=0.7, loops=4)
+    Z, targets = looped_batch(np.random.default_rng(3), 8, 10, 3, "ngd", sigma0=0.5, eta=0.7, depth=4)
     X, y, _ = sample_tasks(np.random.default_rng(3), 8, 10, 3)  # looped_batch draws the tasks first
     np.testing.assert_array_equal(Z[:, :3, :10], np.swapaxes(y[..., None] * X, 1, 2))
     np.testing.assert_array_equal(targets["w_ngd"], ngd(Z[:, 3:, -1], X, y, 0.7, 4)[-1])
@@ -76,7 +76,7 @@ def test_block_helpers_and_diagnostics():
     Wb, Vb = from_blocks(to_blocks(W, V), 3)
     np.testing.assert_array_equal(Wb, W)
     np.testing.assert_array_equal(Vb, V)
-    assert coefficients(W, V) == pytest.approx((1.0, 0.4), rel=1e-15)
+    assert block_scales(W, V) == pytest.approx((1.0, 0.4), rel=1e-15)
     assert distance_to_construction(W, V, 0.4) == 0.0
     assert distance_to_construction(2 * W, 2 * V, 0.4) == pytest.approx(1.0)
     assert off_identity(2.5 * np.eye(4)) == 0.0 and off_identity(np.zeros((3, 3))) == 0.0
@@ -85,7 +85,7 @@ def test_block_helpers_and_diagnostics():
 
 @pytest.fixture(scope="module")
 def zero_start():
-    return train_one_step_layer(np.random.default_rng(1), n=8, d=3, eta=0.5, steps=500, batch=32, lr=0.03, quiet=True)
+    return train_one_step_layer(np.random.default_rng(1), n=8, d=3, eta=0.5, iterations=500, batch=32, lr=0.03, quiet=True)
 
 
 def test_one_step_training_reaches_the_construction(zero_start):
@@ -107,7 +107,7 @@ def test_zero_start_leaves_unexcited_blocks_exactly_zero(zero_start):
 
 
 def test_blocks_mode_equals_full_mode_from_zero_start():
-    kw = dict(n=6, d=2, eta=0.5, steps=30, batch=8, quiet=True)
+    kw = dict(n=6, d=2, eta=0.5, iterations=30, batch=8, quiet=True)
     Wf, Vf, _ = train_one_step_layer(np.random.default_rng(4), **kw)
     Wb, Vb, _ = train_one_step_layer(np.random.default_rng(4), params="blocks", **kw)
     np.testing.assert_array_equal(Wf, Wb)
@@ -118,7 +118,7 @@ def test_blocks_mode_equals_full_mode_from_zero_start():
 def test_random_start_keeps_unexcited_blocks_and_loops_drift(params):
     rng = np.random.default_rng(2)
     W0, V0 = 0.1 * rng.standard_normal((6, 6)), 0.1 * rng.standard_normal((6, 6))  # init="random" draws these first
-    W, V, hist = train_one_step_layer(np.random.default_rng(2), n=8, d=3, eta=0.5, steps=500, batch=32, lr=0.03,
+    W, V, hist = train_one_step_layer(np.random.default_rng(2), n=8, d=3, eta=0.5, iterations=500, batch=32, lr=0.03,
                                       init="random", params=params, quiet=True)
     mats, mats0 = {"W": W, "V": V}, {"W": W0, "V": V0}
     for m, rc in UNEXCITED:
@@ -131,39 +131,47 @@ def test_random_start_keeps_unexcited_blocks_and_loops_drift(params):
     one = read_weights(looped_forward(embed(X, y, w0), W, V, 8, 1))
     ten = read_weights(looped_forward(embed(X, y, w0), W, V, 8, 10))
     assert np.max(normalized_difference(one, traj[1])) < 1e-2  # one step is still (nearly) right
-    assert np.mean(normalized_difference(ten, traj[10])) > 0.1  # ten loops drift far from NGD
+    assert np.mean(normalized_difference(ten, traj[10])) > 0.1  # ten applications drift far from NGD
 
 
 def test_training_is_deterministic_and_progress_is_silenceable(capsys):
-    kw = dict(n=5, d=2, eta=0.5, steps=5, batch=4)
+    kw = dict(n=5, d=2, eta=0.5, iterations=5, batch=4)
     a = train_one_step_layer(np.random.default_rng(7), quiet=True, **kw)
     assert capsys.readouterr().out == ""
     b = train_one_step_layer(np.random.default_rng(7), quiet=False, **kw)
     out = capsys.readouterr().out
-    assert "step" in out and "loss" in out and "steps/s" in out and len(out.splitlines()) <= 2
+    assert "iteration" in out and "loss" in out and "it/s" in out and len(out.splitlines()) <= 2
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[2]["loss"], b[2]["loss"])
 
 
-def test_cosine_schedule_converges_and_constant_is_the_default():
-    kw = dict(n=8, d=3, eta=0.5, steps=300, batch=16, lr=0.05, quiet=True)
+def test_cosine_schedule_converges_and_is_the_default():
+    kw = dict(n=8, d=3, eta=0.5, iterations=300, batch=16, lr=0.05, quiet=True)
     W, V, hist = train_one_step_layer(np.random.default_rng(1), schedule="cosine", **kw)
     assert hist["dist"][-1] < 1e-4  # measured 3.9e-5
-    a = train_one_step_layer(np.random.default_rng(1), **(kw | dict(steps=20)))
-    b = train_one_step_layer(np.random.default_rng(1), schedule="constant", **(kw | dict(steps=20)))
-    c = train_one_step_layer(np.random.default_rng(1), schedule="cosine", **(kw | dict(steps=20)))
-    np.testing.assert_array_equal(a[0], b[0])
-    assert not np.array_equal(a[0], c[0])
+    a = train_one_step_layer(np.random.default_rng(1), **(kw | dict(iterations=20)))
+    b = train_one_step_layer(np.random.default_rng(1), schedule="constant", **(kw | dict(iterations=20)))
+    c = train_one_step_layer(np.random.default_rng(1), schedule="cosine", **(kw | dict(iterations=20)))
+    np.testing.assert_array_equal(a[0], c[0])
+    assert not np.array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_default_recipe_reaches_the_construction(seed):
+    """Defaults only (Adam, lr 0.02 cosine-decayed, batch 32, 500 iterations, sigma0 = 1/sqrt(d)), five seeds."""
+    W, V, hist = train_one_step_layer(np.random.default_rng(seed), n=20, d=5, eta=0.5, quiet=True)
+    assert len(hist["loss"]) == 500
+    assert hist["dist"][-1] < 1e-4
 
 
 def test_sgd_with_momentum_also_trains():
-    W, V, hist = train_one_step_layer(np.random.default_rng(1), n=8, d=3, eta=0.5, steps=300, batch=32,
+    W, V, hist = train_one_step_layer(np.random.default_rng(1), n=8, d=3, eta=0.5, iterations=300, batch=32,
                                       optimizer="sgd", lr=0.5, momentum=0.9, quiet=True)
     assert hist["dist"][-1] < 1e-4
 
 
 def test_looped_training_learns_identity_like_blocks():
-    W, V, hist = train_looped(np.random.default_rng(0), n=12, d=3, loops=3, steps=300, batch=16, lr=0.03, quiet=True)
+    W, V, hist = train_looped(np.random.default_rng(0), n=12, d=3, depth=3, iterations=300, batch=16, lr=0.03, quiet=True)
     assert hist["loss"][-20:].mean() < 0.5 * hist["loss"][:5].mean()
     assert hist["c1"][-1] > 0.3 and hist["c2"][-1] > 0.1  # scores -c1 m_i, steps +c2 along sum p_i y_i x_i
     assert hist["w12_off"][-1] < hist["w12_off"][0]
@@ -171,32 +179,32 @@ def test_looped_training_learns_identity_like_blocks():
 
 
 def test_looped_ngd_objective_trains_towards_step_eta():
-    W, V, hist = train_looped(np.random.default_rng(2), n=12, d=3, loops=3, steps=300, batch=16, lr=0.03,
+    W, V, hist = train_looped(np.random.default_rng(2), n=12, d=3, depth=3, iterations=300, batch=16, lr=0.03,
                               objective="ngd", eta=0.5, sigma0=0.5, quiet=True)
     assert hist["loss"][-20:].mean() < 3e-3 * hist["loss"][:5].mean()  # measured 2.9e-4
     assert abs(hist["c1"][-1] * hist["c2"][-1] - 0.5) < 0.1  # measured 0.47
 
 
 def test_looped_logistic_objective_trains():
-    W, V, hist = train_looped(np.random.default_rng(1), n=12, d=3, loops=2, steps=150, batch=16, lr=0.03,
+    W, V, hist = train_looped(np.random.default_rng(1), n=12, d=3, depth=2, iterations=150, batch=16, lr=0.03,
                               objective="logistic", quiet=True)
     assert hist["loss"][-10:].mean() < hist["loss"][:5].mean() - 0.05
 
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(params="diag"), "params"), (dict(init="ones"), "init"), (dict(optimizer="lbfgs"), "optimizer"),
-    (dict(eta=-1.0), "eta"), (dict(steps=1.5), "steps"), (dict(sigma0=-1.0), "sigma0"),
+    (dict(eta=-1.0), "eta"), (dict(iterations=1.5), "iterations"), (dict(sigma0=-1.0), "sigma0"),
     (dict(schedule="step"), "schedule"),
 ])
 def test_one_step_training_bad_arguments(kwargs, match):
-    args = dict(n=5, d=2, eta=0.5, steps=2, quiet=True) | kwargs
+    args = dict(n=5, d=2, eta=0.5, iterations=2, quiet=True) | kwargs
     with pytest.raises(ValueError, match=match):
         train_one_step_layer(np.random.default_rng(0), **args)
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(objective="mse"), "objective"), (dict(loops=0), "loops"),
+@pytest.mark.parametrize("kwargs, match", [(dict(objective="mse"), "objective"), (dict(depth=0), "depth"),
                                            (dict(schedule="step"), "schedule"), (dict(objective="ngd"), "eta"),
                                            (dict(objective="ngd", eta=-0.5), "eta")])
 def test_looped_training_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        train_looped(np.random.default_rng(0), **(dict(n=5, d=2, loops=2, steps=2, quiet=True) | kwargs))
+        train_looped(np.random.default_rng(0), **(dict(n=5, d=2, depth=2, iterations=2, quiet=True) | kwargs))

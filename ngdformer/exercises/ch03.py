@@ -34,7 +34,7 @@ def check_softmax_jacobian(my_softmax_jacobian) -> bool:
 
 
 def check_query_backward(my_query_backward) -> bool:
-    """``my_query_backward(q, K, W, V, g)`` -> (dq, dK, dW, dV) for one query column (DESIGN.md section 3)."""
+    """``my_query_backward(q, K, W, V, g)`` -> (dq, dK, dW, dV) for one query column (chapter 03)."""
     rng = np.random.default_rng(1)
     D, n = 4, 5
     K, q, g = rng.standard_normal((D, n)), rng.standard_normal(D), rng.standard_normal(D)

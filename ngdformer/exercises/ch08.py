@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..looped_training import end_loss
-from ..training import coefficients, from_blocks
+from ..training import block_scales, from_blocks
 from . import attempt, compare
 
 
@@ -15,13 +15,13 @@ def _layer(seed: int = 0, d: int = 3):
     return W, V
 
 
-def check_coefficients(my_coefficients) -> bool:
-    """``my_coefficients(W, V)`` -> (c1, c2) = (-tr(W12)/d, tr(V21)/d)."""
+def check_block_scales(my_block_scales) -> bool:
+    """``my_block_scales(W, V)`` -> (c1, c2) = (-tr(W12)/d, tr(V21)/d)."""
     W, V = _layer()
-    got = attempt(my_coefficients, W.copy(), V.copy())
+    got = attempt(my_block_scales, W.copy(), V.copy())
     if got is None:
         return False
-    c1, c2 = coefficients(W, V)
+    c1, c2 = block_scales(W, V)
     got = np.asarray(got, dtype=float)
     if got.shape == (2,) and np.allclose(got, [-c1, c2]):
         raise AssertionError("c1 has the wrong sign: the construction has W12 = -I and c1 = +1")
@@ -51,6 +51,6 @@ def check_project(my_project) -> bool:
     if not (np.array_equal(W_in, W) and np.array_equal(V_in, V)):
         raise AssertionError("the arguments were modified: build new arrays")
     d = W.shape[0] // 2
-    c1, c2 = coefficients(W, V)
+    c1, c2 = block_scales(W, V)
     W_ref, V_ref = from_blocks((-c1 * np.eye(d), np.zeros((d, d)), c2 * np.eye(d)), d)
     return compare("projected W", got[0], W_ref) and compare("projected V", got[1], V_ref)
