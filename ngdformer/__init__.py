@@ -36,6 +36,8 @@ from .metrics import accuracy, cosine, moving_average, normalized_difference, re
 from .directions import angle
 from .boundaries import decision_grid, margin_fraction, separator_segment
 from .ood import Shift, default_shifts, evaluate_ood, format_ood_table
+# Plots: one colour per quantity across the course
+from .plots import COLORS, decision_boundaries, depth_curves, weight_heatmap
 # Checking gradients
 from .gradcheck import (assert_gradients_close, check_directions, directional_derivative, gradient_errors,
                         numeric_jacobian, rel_error)
@@ -65,6 +67,8 @@ __all__ = [
     "cosine", "normalized_difference", "relative_difference", "accuracy", "moving_average", "angle",
     "separator_segment", "decision_grid", "margin_fraction", "Shift", "default_shifts", "evaluate_ood",
     "format_ood_table",
+    # plots
+    "COLORS", "weight_heatmap", "depth_curves", "decision_boundaries",
     # checking gradients
     "rel_error", "gradient_errors", "assert_gradients_close", "check_directions", "directional_derivative",
     "numeric_jacobian",

@@ -1,4 +1,4 @@
-r"""Softmax self-attention by hand: the forward pass, its backward, and a per-token reference (chapter 03).
+r"""Softmax self-attention by hand: forward, backward, per-token reference (chapter 03).
 
 Tokens are columns: ``Z`` has shape (..., D, N) with D = 2d and N = n + 1. Keys and
 values are the first ``n_context`` columns :math:`K = Z_{:, :n}`; every column (or,
@@ -46,7 +46,7 @@ def softmax(s, axis: int | None = None) -> np.ndarray:
 
 
 def softmax_backward(dp, p, axis: int | None = None) -> np.ndarray:
-    r"""Vector-Jacobian product of the softmax: :math:`ds = p \odot (dp - \langle p, dp\rangle)`.
+    r"""Backward of the softmax: :math:`ds = p \odot (dp - \langle p, dp \rangle)`.
 
     Parameters
     ----------
@@ -67,7 +67,7 @@ def _keys_axis(s) -> int:
 
 
 class AttentionCache(NamedTuple):
-    """What :func:`attention_backward` needs from the forward pass (leading batch dimensions kept).
+    """What :func:`attention_backward` needs from the forward pass.
 
     Nq is the number of query columns: N, or 1 with ``query_only``.
     """
@@ -94,7 +94,7 @@ def attention_forward(Z, W, V, n_context: int, *, attend_self: bool = False,
     ----------
     Z : ndarray of shape (..., D, N), tokens as columns; leading dimensions are batch.
     W, V : ndarray of shape (D, D)
-    n_context : int, 1 <= n_context <= N - 1. Keys and values are ``Z[..., :n_context]``.
+    n_context : int, 1 <= n_context <= N - 1; keys and values are ``Z[..., :n_context]``
     attend_self : bool. If True, keys and values are all N columns, so every query also
         attends to itself (the "attention sink" variant of chapter 04).
     query_only : bool. If True, only the last column is a query and is updated; the
@@ -109,6 +109,7 @@ def attention_forward(Z, W, V, n_context: int, *, attend_self: bool = False,
     --------
     The constructed layer moves the query's bottom half by one NGD step:
 
+    >>> from ngdformer import embed, ngd_weights, read_weights
     >>> X, y = np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([1.0, -1.0])
     >>> W, V = ngd_weights(2, 0.5)
     >>> out, cache = attention_forward(embed(X, y), W, V, 2)
@@ -128,8 +129,8 @@ def attention_forward(Z, W, V, n_context: int, *, attend_self: bool = False,
     return out, AttentionCache(Z, W, V, n_keys, query_only, T, A, U)
 
 
-def attention_backward(dout, cache: AttentionCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""Backward pass of :func:`attention_forward`: the forward lines in reverse (chapter 03).
+def attention_backward(dout, cache: AttentionCache) -> tuple[np.ndarray, ...]:
+    r"""Backward pass of :func:`attention_forward`: its lines in reverse (chapter 03).
 
     .. math::
         dV = \textstyle\sum G U^\top,\ dU = V^\top G,\ dA = K^\top dU,\
@@ -137,12 +138,12 @@ def attention_backward(dout, cache: AttentionCache) -> tuple[np.ndarray, np.ndar
         dT = K dS,\ dW = \textstyle\sum dT Q^\top,\ dQ = W^\top dT,\
         dK = dU A^\top + T dS^\top
 
-    with :math:`G` the part of ``dout`` on the query columns and the sums over the batch.
+    with :math:`G` the part of ``dout`` on the query columns, sums over the batch.
 
     Parameters
     ----------
     dout : ndarray of shape (..., D, N), gradient of a scalar with respect to ``out``.
-    cache : AttentionCache from :func:`attention_forward` (or from ``fast.attention_forward``).
+    cache : AttentionCache from :func:`attention_forward` or ``fast.attention_forward``.
 
     Returns
     -------
@@ -151,6 +152,7 @@ def attention_backward(dout, cache: AttentionCache) -> tuple[np.ndarray, np.ndar
 
     Examples
     --------
+    >>> from ngdformer import ngd_weights
     >>> Z = np.random.default_rng(0).standard_normal((3, 4, 5))  # B = 3, D = 4, N = 5
     >>> W, V = ngd_weights(2, 0.5)
     >>> out, cache = attention_forward(Z, W, V, 4)
@@ -160,30 +162,26 @@ def attention_backward(dout, cache: AttentionCache) -> tuple[np.ndarray, np.ndar
     """
     dout = check_cache_gradient(dout, cache.Z)
     Z, W, V, n_keys, query_only, T, A, U = cache
-    K = Z[..., :n_keys]
+    D, K = Z.shape[-2], Z[..., :n_keys]
     Q = Z[..., -1:] if query_only else Z
     G = dout[..., -Q.shape[-1]:]  # (..., D, Nq) gradient reaching the queries
-    dV = _batch_sum(G @ np.swapaxes(U, -1, -2))  # out = Z + V U
+    dV = np.sum((G @ np.swapaxes(U, -1, -2)).reshape(-1, D, D), axis=0)  # out = Z + V U
     dU = V.T @ G  # (..., D, Nq)
     dA = np.swapaxes(K, -1, -2) @ dU  # U = K A
     dS = A * (dA - np.sum(A * dA, axis=-2, keepdims=True))  # softmax backward
     dT = K @ dS  # S = K^T T
-    dW = _batch_sum(dT @ np.swapaxes(Q, -1, -2))  # T = W Q
+    dW = np.sum((dT @ np.swapaxes(Q, -1, -2)).reshape(-1, D, D), axis=0)  # T = W Q
     dQ = W.T @ dT
-    dK = dU @ np.swapaxes(A, -1, -2) + T @ np.swapaxes(dS, -1, -2)  # K is values and keys
+    dK = dU @ np.swapaxes(A, -1, -2) + T @ np.swapaxes(dS, -1, -2)  # values and keys
     dZ = dout.copy()  # residual path
     dZ[..., -Q.shape[-1]:] += dQ
     dZ[..., :n_keys] += dK
     return dZ, dW, dV
 
 
-def _batch_sum(M) -> np.ndarray:
-    """Sum a (..., D, D) array over its leading (batch) dimensions."""
-    return M.reshape((-1,) + M.shape[-2:]).sum(axis=0)
-
-
-def attention_naive(Z, W, V, n_context: int, *, attend_self: bool = False, query_only: bool = False) -> np.ndarray:
-    """Per-token loop reference for :func:`attention_forward`: one task, one query, one key at a time.
+def attention_naive(Z, W, V, n_context: int, *, attend_self: bool = False,
+                    query_only: bool = False) -> np.ndarray:
+    """Per-token reference for :func:`attention_forward`: loops over tasks and tokens.
 
     Obviously right and slow; the tests compare both vectorised layers with it.
 
@@ -198,10 +196,12 @@ def attention_naive(Z, W, V, n_context: int, *, attend_self: bool = False, query
     out : ndarray of shape (..., D, N)
     """
     Z, W, V = check_layer(Z, W, V, n_context)
+    D, N = Z.shape[-2:]
     if Z.ndim > 2:
-        return np.stack([attention_naive(z, W, V, n_context, attend_self=attend_self, query_only=query_only)
-                         for z in Z.reshape((-1,) + Z.shape[-2:])]).reshape(Z.shape)
-    D, N = Z.shape
+        options = dict(attend_self=attend_self, query_only=query_only)
+        tasks = Z.reshape(-1, D, N)
+        items = [attention_naive(z, W, V, n_context, **options) for z in tasks]
+        return np.stack(items).reshape(Z.shape)
     n_keys = N if attend_self else n_context
     out = Z.copy()
     for j in (range(N - 1, N) if query_only else range(N)):

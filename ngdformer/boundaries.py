@@ -20,8 +20,8 @@ def separator_segment(w, radius: float) -> np.ndarray:
 
     Parameters
     ----------
-    w : ndarray of shape (..., 2), non-zero rows.
-    radius : float > 0
+    w : ndarray of shape (..., 2), the classifier(s), non-zero rows.
+    radius : float > 0, the radius r of the disc (half the segment's length).
 
     Returns
     -------
@@ -44,13 +44,15 @@ def decision_grid(w, lim: float, num: int = 101) -> tuple[np.ndarray, np.ndarray
 
     Parameters
     ----------
-    w : ndarray of shape (2,)
+    w : ndarray of shape (2,), the classifier.
     lim : float > 0, half-width of the square.
-    num : int >= 2, grid points per axis.
+    num : int >= 2, grid points per axis (default 101).
 
     Returns
     -------
-    xx, yy, score : ndarray of shape (num, num)
+    xx : ndarray of shape (num, num), first coordinate of each grid point (``np.meshgrid``).
+    yy : ndarray of shape (num, num), second coordinate of each grid point.
+    score : ndarray of shape (num, num), :math:`w_1 xx + w_2 yy`.
     """
     w = as_float("w", w, ndim_min=1)
     if w.shape != (2,):
@@ -74,14 +76,20 @@ def margin_fraction(w, X, y, w_ref) -> np.ndarray:
 
     Parameters
     ----------
-    w : ndarray of shape (..., B, d), e.g. a (T, B, d) trajectory.
-    X : ndarray of shape (B, n, d)
-    y : ndarray of shape (B, n)
-    w_ref : ndarray of shape (B, d), with a positive normalized margin.
+    w : ndarray of shape (..., B, d), the classifiers, e.g. a (T, B, d) trajectory.
+    X : ndarray of shape (B, n, d), the context inputs x_i.
+    y : ndarray of shape (B, n), labels in {-1, +1}.
+    w_ref : ndarray of shape (B, d), the reference (usually ``max_margin(X, y)``), with a positive
+        normalized margin on every task.
 
     Returns
     -------
-    fraction : ndarray of shape (..., B)
+    fraction : ndarray of shape (..., B), at most 1 when ``w_ref`` is the max-margin solution.
+
+    Raises
+    ------
+    ValueError
+        if ``w_ref`` has a normalized margin <= 0 on some task.
     """
     ref = normalized_margin(w_ref, X, y)
     if np.any(ref <= 0):

@@ -1,5 +1,8 @@
 r"""The constructed NGD layer, stacked and looped models, and their backward passes (chapters 04-05).
 
+These are the textbook versions, loops over :func:`ngdformer.attention_forward`;
+:mod:`ngdformer.fast` has the same models, faster.
+
 With :math:`W^* = \begin{bmatrix}0 & -I\\ 0 & 0\end{bmatrix}`, :math:`V^* = \begin{bmatrix}0 & 0\\ \eta I & 0\end{bmatrix}`
 the query column's scores are :math:`-m_i(w)`, its attention weights :math:`p(w) = \mathrm{softmax}(-m(w))`,
 and its bottom half becomes :math:`w + \eta\sum_i p_i y_i x_i`: one NGD step on the
@@ -20,9 +23,29 @@ def ngd_weights(d: int, eta: float) -> tuple[np.ndarray, np.ndarray]:
     .. math:: W^* = \begin{bmatrix}0 & -I_d\\ 0 & 0\end{bmatrix},\qquad
               V^* = \begin{bmatrix}0 & 0\\ \eta I_d & 0\end{bmatrix}
 
+    The query's scores against the context tokens :math:`y_i x_i` are
+    :math:`(y_i x_i)^\top(-I)w = -m_i(w)`, so the attention weights are
+    :math:`\mathrm{softmax}(-m(w))`, and :math:`V^*` writes :math:`\eta\sum_i p_i y_i x_i` into
+    the bottom half, where the iterate lives: one NGD step on the exponential loss.
+
+    Parameters
+    ----------
+    d : int >= 1, input dimension (the tokens have D = 2d rows)
+    eta : float > 0, the NGD step size
+
     Returns
     -------
     W, V : ndarray of shape (2d, 2d)
+
+    Examples
+    --------
+    >>> W, V = ngd_weights(1, 0.5)
+    >>> W
+    array([[ 0., -1.],
+           [ 0.,  0.]])
+    >>> V
+    array([[0. , 0. ],
+           [0.5, 0. ]])
     """
     check_positive("d", d, integer=True)
     check_positive("eta", eta)
@@ -40,6 +63,15 @@ def context_is_inert(W, V, atol: float = 0.0) -> bool:
     context's top halves never change (:math:`V_{11} = V_{12} = 0`) and their bottom
     halves, which do change, are never read (:math:`W_{21} = W_{22} = 0`, :math:`V_{12} = V_{22} = 0`).
     Then a query-only forward gives the same query column as the full layer, layer after layer.
+
+    Parameters
+    ----------
+    W, V : ndarray of shape (2d, 2d)
+    atol : float >= 0, entries at most this large in absolute value count as zero
+
+    Returns
+    -------
+    inert : bool
     """
     W, V = as_float("W", W, ndim_min=2), as_float("V", V, ndim_min=2)
     d = W.shape[-1] // 2
@@ -71,6 +103,11 @@ def stack_forward(Z, layers, n_context: int, **kwargs) -> tuple[np.ndarray, list
 
 def stack_backward(dout, caches) -> tuple[np.ndarray, list]:
     """Backward of :func:`stack_forward`: undo the layers in reverse order.
+
+    Parameters
+    ----------
+    dout : ndarray of shape (..., D, N), gradient with respect to the output of the last layer
+    caches : list of AttentionCache from :func:`stack_forward`
 
     Returns
     -------

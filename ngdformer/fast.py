@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import AttentionCache, _batch_sum
+from .attention import AttentionCache
 from .checks import check_cache_gradient, check_depth, check_layer
 from .construction import _check_query_only_exact, context_is_inert
 from .tasks import embed, read_weights
@@ -310,3 +310,8 @@ def _full_backward(dout, cache: AttentionCache):
     dZ = np.add(W.T @ dT, dout, dtype=np.result_type(dout, Z))  # residual + W^T dT
     dZ[..., :n_keys] += dK
     return dZ, dW, dV
+
+
+def _batch_sum(M) -> np.ndarray:
+    """Sum a (..., D, D) array over its leading (batch) dimensions."""
+    return M.reshape((-1,) + M.shape[-2:]).sum(axis=0)

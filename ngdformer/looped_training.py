@@ -33,19 +33,24 @@ OBJECTIVES = ("w_star", "logistic", "ngd")
 
 
 def end_loss(w, objective: str, w_star=None, X_query=None, y_query=None, w_ngd=None) -> tuple[float, np.ndarray]:
-    r"""End-task loss of the final iterates and its gradient :math:`\partial J / \partial w_L`.
+    r"""End-task loss of the final iterates and its gradient :math:`\partial J / \partial w_L` (chapter 08).
+
+    The three objectives are the equations of the module docstring; each needs its own targets.
 
     Parameters
     ----------
-    w : ndarray of shape (B, d), the model's iterates :math:`w_L`
-    objective : ``"w_star"`` (needs ``w_star`` (B, d)), ``"logistic"``
-        (needs ``X_query`` (B, n_q, d), ``y_query`` (B, n_q)) or ``"ngd"`` (needs ``w_ngd`` (B, d), the NGD iterate
-        :math:`w_L^{\mathrm{NGD}}`; same squared loss as ``"w_star"`` with this target)
+    w : ndarray of shape (B, d), the model's iterates :math:`w_L`.
+    objective : {"w_star", "logistic", "ngd"}, the end task. ``"ngd"`` is the same squared
+        loss as ``"w_star"`` with the target :math:`w_L^{\mathrm{NGD}}`.
+    w_star : ndarray of shape (B, d) or None, the task directions (needed by ``"w_star"``).
+    X_query : ndarray of shape (B, n_q, d) or None, fresh query points (needed by ``"logistic"``).
+    y_query : ndarray of shape (B, n_q) or None, their labels in {-1, +1} (needed by ``"logistic"``).
+    w_ngd : ndarray of shape (B, d) or None, the L-step NGD iterate (needed by ``"ngd"``).
 
     Returns
     -------
-    J : float, averaged over the batch
-    dw : ndarray of shape (B, d)
+    J : float, the loss averaged over the batch (and over the query points for ``"logistic"``).
+    dw : ndarray of shape (B, d), :math:`\partial J / \partial w_L`.
     """
     B = w.shape[0]
     if objective in ("w_star", "ngd"):
@@ -66,17 +71,23 @@ def looped_loss(W, V, Z, depth: int, objective: str, **targets) -> tuple[float, 
     with :func:`ngdformer.looped_backward` (each application's dW, dV added up), on the
     fast kernels of :mod:`ngdformer.fast`.
 
+    The inputs are not validated again (they come from :func:`looped_batch`).
+
     Parameters
     ----------
-    W, V : ndarray of shape (D, D)
-    Z : ndarray of shape (B, D, N)
-    depth : int >= 1, number of applications L
-    objective, **targets : see :func:`end_loss`
+    W : ndarray of shape (D, D), the shared score weights.
+    V : ndarray of shape (D, D), the shared value weights.
+    Z : ndarray of shape (B, D, N), the embedded tasks :math:`Z_0`, every column a query.
+    depth : int >= 1, number of applications L.
+    objective : {"w_star", "logistic", "ngd"}, the end task, as in :func:`end_loss`.
+    **targets : the targets :func:`end_loss` needs for ``objective`` (``w_star``, or ``X_query``
+        and ``y_query``, or ``w_ngd``).
 
     Returns
     -------
-    J : float
-    dW, dV : ndarray of shape (D, D)
+    J : float, the end-task loss.
+    dW : ndarray of shape (D, D), :math:`\partial J / \partial W`, summed over the L applications.
+    dV : ndarray of shape (D, D), :math:`\partial J / \partial V`, summed over the L applications.
     """
     D, N = Z.shape[-2:]
     ZL, caches = _looped_with_cache(Z, W, V, N - 1, depth)  # Z was made by looped_batch: no re-validation
@@ -94,9 +105,21 @@ def looped_batch(rng: np.random.Generator, batch: int, n: int, d: int, objective
 
     ``"ngd"`` needs ``eta`` (> 0) and ``depth`` (L >= 1): its target is :func:`ngdformer.ngd` ``(w0, X, y, eta, L)[-1]``.
 
+    Parameters
+    ----------
+    rng : np.random.Generator, draws the tasks, w0 and any query points.
+    batch : int, number of tasks B.
+    n : int, context size.
+    d : int, input dimension.
+    objective : {"w_star", "logistic", "ngd"}, the end task the targets are for.
+    sigma0 : float >= 0, scale of the starting iterate w0 (default 0: w0 = 0).
+    n_query : int or None, fresh query points per task for ``"logistic"`` (default n).
+    eta : float > 0 or None, the NGD step of the ``"ngd"`` target (ignored otherwise).
+    depth : int >= 1 or None, the number of NGD steps L of the ``"ngd"`` target (ignored otherwise).
+
     Returns
     -------
-    Z : ndarray of shape (B, 2d, n + 1)
+    Z : ndarray of shape (B, D, N), D = 2d, N = n + 1, the embedded tasks.
     targets : dict for :func:`end_loss`: ``w_star`` (B, d), or ``X_query`` (B, n_q, d) and ``y_query`` (B, n_q),
         or ``w_ngd`` (B, d)
     """
@@ -130,31 +153,36 @@ def train_looped(rng: np.random.Generator, *, n: int, d: int, depth: int, iterat
 
     Parameters
     ----------
-    rng : np.random.Generator, the only source of randomness
-    n, d : int
-    depth : int >= 1, number of applications L
-    iterations : int >= 0, optimizer steps
-    objective : ``"w_star"``, ``"logistic"`` or ``"ngd"`` (see module docstring)
-    batch : int, tasks per step
-    lr, optimizer, momentum : see :func:`ngdformer.optim.make_optimizer`. Measured (n = 40, d = 10, batch 64,
+    rng : np.random.Generator, the only source of randomness.
+    n : int, context size.
+    d : int, input dimension.
+    depth : int >= 1, number of applications L.
+    iterations : int >= 0, optimizer steps.
+    objective : {"w_star", "logistic", "ngd"}, the end task (see the module docstring; default "w_star").
+    batch : int, tasks per step (default 64).
+    lr : float > 0, the (initial) learning rate. Measured (n = 40, d = 10, batch 64,
         3000 cosine iterations): lr 1e-2 trains L = 5 and L = 10; L = 20 diverged at 1e-2 and trains at 5e-3.
+    optimizer : {"adam", "sgd"}, see :func:`ngdformer.optim.make_optimizer` (default "adam").
+    momentum : float in [0, 1), the SGD momentum (ignored by Adam).
     init_scale : float > 0, entries of the start are N(0, init_scale^2). Keep it small: with n = 40, d = 10,
         L = 10, a start of 0.1 already blows the iterate up (initial loss ~1e2) and training stalls far
         from NGD (measured: c1 ~ 0.01, cosine 0.85), while 0.01 learns W12 ~ -c1 I, V21 ~ c2 I.
-    sigma0 : float >= 0, scale of the starting iterate
-    n_query : int, fresh points per task for ``"logistic"`` (default n)
+    sigma0 : float >= 0, scale of the starting iterate, :math:`w_0 \sim N(0, \sigma_0^2 I)`.
+    n_query : int or None, fresh points per task for ``"logistic"`` (default n).
     schedule : ``"cosine"`` (default, :func:`ngdformer.optim.cosine_lr`) or ``"constant"`` learning rate.
         At a constant lr 1e-2 an L = 10 run (n = 40, d = 10) went unstable after ~2400 iterations
         (loss up to ~1e8, measured); the cosine decay lets it settle.
     eta : float > 0, the NGD step of the ``"ngd"`` target :math:`w_L^{\mathrm{NGD}}(\eta)` (required there, ignored otherwise)
-    quiet : bool, silence the progress line
+    quiet : bool, silence the progress line.
 
     Returns
     -------
-    W, V : ndarray of shape (2d, 2d)
-    history : dict of ndarrays of shape (iterations,): ``loss`` (batch loss before update t), and after
+    W : ndarray of shape (D, D), D = 2d, the trained score weights.
+    V : ndarray of shape (D, D), the trained value weights.
+    history : dict with ndarrays of shape (iterations,): ``loss`` (batch loss before update t), and after
         update t: ``c1``, ``c2`` (:func:`ngdformer.block_scales`), ``w12_off``, ``v21_off``
-        (:func:`ngdformer.training.off_identity` of :math:`W_{12}` and :math:`V_{21}`); ``seconds``.
+        (:func:`ngdformer.training.off_identity` of :math:`W_{12}` and :math:`V_{21}`); and ``seconds``,
+        a float, the wall time of the loop.
     """
     for name, value in (("n", n), ("d", d), ("batch", batch), ("depth", depth)):
         check_positive(name, value, integer=True)

@@ -17,7 +17,20 @@ from .checks import check_context
 
 
 def margins(w, X, y) -> np.ndarray:
-    r"""Margins :math:`m_i = y_i \langle w, x_i\rangle`; shape (..., n)."""
+    r"""Margins of ``w`` on every context point (chapter 01).
+
+    .. math:: m_i(w) = y_i \langle w, x_i\rangle
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., d), the weight vector(s).
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+
+    Returns
+    -------
+    m : ndarray of shape (..., n), the margins; leading dimensions of ``w`` and ``X`` broadcast.
+    """
     return _margins(*check_context(w, X, y))
 
 
@@ -30,17 +43,48 @@ def sigmoid(z) -> np.ndarray:
 
     Through :func:`log_sigmoid`, so it keeps full relative accuracy in the tail
     (:math:`\sigma(-40) \approx 4\cdot 10^{-18}`, not 0), where :math:`\sigma(-m_i)` weights the logistic gradient.
+
+    Parameters
+    ----------
+    z : array_like of any shape, finite.
+
+    Returns
+    -------
+    s : ndarray, the shape of ``z``, entries in [0, 1].
     """
     return np.exp(log_sigmoid(z))
 
 
 def log_sigmoid(z) -> np.ndarray:
-    r""":math:`\log\sigma(z) = -\log(1 + e^{-z})`, stable for any finite z."""
+    r"""Log of the logistic function, stable for any finite z.
+
+    .. math:: \log\sigma(z) = -\log(1 + e^{-z})
+
+    Parameters
+    ----------
+    z : array_like of any shape, finite.
+
+    Returns
+    -------
+    log_s : ndarray, the shape of ``z``, entries <= 0.
+    """
     return -np.logaddexp(0.0, -np.asarray(z))
 
 
 def logsumexp(a, axis: int = -1) -> np.ndarray:
-    r""":math:`\log\sum_i e^{a_i}` along ``axis``, shifted by the maximum so it never overflows."""
+    r"""Log-sum-exp along ``axis``, shifted by the maximum so it never overflows.
+
+    .. math:: \mathrm{logsumexp}(a) = \max a + \log\sum_i e^{a_i - \max a}
+
+    Parameters
+    ----------
+    a : array_like of shape (..., n) (any shape; ``axis`` is reduced).
+    axis : int, the axis to reduce (default -1).
+
+    Returns
+    -------
+    out : ndarray, the shape of ``a`` without ``axis``.
+    """
     a = np.asarray(a)
     amax = np.max(a, axis=axis, keepdims=True)
     out = amax + np.log(np.sum(np.exp(a - amax), axis=axis, keepdims=True))
@@ -57,29 +101,54 @@ def exp_loss(w, X, y) -> np.ndarray:
 
     Parameters
     ----------
-    w : ndarray of shape (..., d)
-    X : ndarray of shape (..., n, d)
-    y : ndarray of shape (..., n), entries in {-1, +1}
+    w : ndarray of shape (..., d), the weight vector(s).
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
 
     Returns
     -------
-    L : ndarray of shape (...)
+    L : ndarray of shape (...), one loss per batch entry; ``inf`` if a margin is below about -709.
     """
     with np.errstate(over="ignore"):  # a true value above ~1e308 rounds to inf, documented above
         return np.exp(exp_log_loss(w, X, y))
 
 
 def exp_log_loss(w, X, y) -> np.ndarray:
-    r"""Log of the exponential loss, :math:`\log L(w) = \mathrm{logsumexp}(-m) - \log n`; shape (...).
+    r"""Log of the exponential loss, finite at any margin (chapter 02).
 
-    Plain GD on this function is exactly NGD on the exponential loss (chapter 02).
+    .. math:: \log L(w) = \mathrm{logsumexp}(-m) - \log n
+
+    Plain GD on this function is exactly NGD on the exponential loss.
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., d), the weight vector(s).
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+
+    Returns
+    -------
+    log_L : ndarray of shape (...), one value per batch entry.
     """
     m = margins(w, X, y)
     return logsumexp(-m, axis=-1) - float(np.log(m.shape[-1]))  # a Python float keeps float32 inputs float32
 
 
 def exp_loss_grad(w, X, y) -> np.ndarray:
-    r"""Gradient of the exponential loss, :math:`\nabla L = -\frac1n\sum_i e^{-m_i} y_i x_i`; shape (..., d)."""
+    r"""Gradient of the exponential loss with respect to ``w`` (chapter 01).
+
+    .. math:: \nabla L(w) = -\frac1n\sum_i e^{-m_i} y_i x_i
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., d), the weight vector(s).
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+
+    Returns
+    -------
+    dw : ndarray of shape (..., d), the gradient; entries may be ``inf`` if a margin is below about -709.
+    """
     w, X, y = check_context(w, X, y)
     m = _margins(w, X, y)
     with np.errstate(over="ignore"):
@@ -88,16 +157,41 @@ def exp_loss_grad(w, X, y) -> np.ndarray:
 
 
 def logistic_loss(w, X, y) -> np.ndarray:
-    r"""Logistic loss :math:`L(w) = \frac1n\sum_i \log(1 + e^{-m_i(w)})`; shape (...).
+    r"""Logistic loss of ``w`` on the context (chapter 01).
+
+    .. math:: L(w) = \frac1n\sum_i \log(1 + e^{-m_i(w)})
 
     Computed as ``np.logaddexp(0, -m)``: finite for any finite margin.
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., d), the weight vector(s).
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+
+    Returns
+    -------
+    L : ndarray of shape (...), one loss per batch entry.
     """
     m = margins(w, X, y)
     return np.mean(np.logaddexp(0.0, -m), axis=-1)
 
 
 def logistic_loss_grad(w, X, y) -> np.ndarray:
-    r"""Gradient of the logistic loss, :math:`\nabla L = -\frac1n\sum_i \sigma(-m_i) y_i x_i`; shape (..., d)."""
+    r"""Gradient of the logistic loss with respect to ``w`` (chapter 01).
+
+    .. math:: \nabla L(w) = -\frac1n\sum_i \sigma(-m_i) y_i x_i
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., d), the weight vector(s).
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+
+    Returns
+    -------
+    dw : ndarray of shape (..., d), the gradient.
+    """
     w, X, y = check_context(w, X, y)
     m = _margins(w, X, y)
     return -_weighted_sum(sigmoid(-m) / m.shape[-1], X, y)
@@ -112,7 +206,7 @@ def _log_logistic_terms(m) -> np.ndarray:
 
 
 def ngd_coefficients(w, X, y, loss: str = "exp") -> np.ndarray:
-    r"""Per-example weights :math:`c_i` of the normalized gradient, :math:`-\nabla L / L = \sum_i c_i y_i x_i`.
+    r"""Per-example weights :math:`c_i` of the normalized gradient :math:`-\nabla L / L = \sum_i c_i y_i x_i`.
 
     .. math::
         \text{exp:}\quad c = \mathrm{softmax}(-m), \qquad
@@ -122,9 +216,16 @@ def ngd_coefficients(w, X, y, loss: str = "exp") -> np.ndarray:
     the constructed layer. The logistic ones are not, but have the same tail
     (chapter 02). Computed in the log domain, so finite at any margin.
 
+    Parameters
+    ----------
+    w : ndarray of shape (..., d), the weight vector(s).
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+    loss : {"exp", "logistic"}, which loss to normalize (default "exp").
+
     Returns
     -------
-    c : ndarray of shape (..., n)
+    c : ndarray of shape (..., n), non-negative weights (summing to 1 for "exp").
     """
     m = margins(w, X, y)
     if loss == "exp":

@@ -16,19 +16,60 @@ def _unit(w) -> np.ndarray:
 
 
 def cosine(u, v) -> np.ndarray:
-    r"""Cosine similarity :math:`\langle u, v\rangle / (\|u\|\|v\|)`; 0 where either is zero. Shapes (..., d) -> (...)."""
+    r"""Cosine similarity of two directions; 0 where either vector is zero.
+
+    .. math:: \cos(u, v) = \langle u, v\rangle / (\|u\|\,\|v\|)
+
+    Parameters
+    ----------
+    u : ndarray of shape (..., d), for example predicted weights.
+    v : ndarray of shape (..., d), for example the reference (``w_star`` or ``w_mm``);
+        leading dimensions broadcast with ``u``.
+
+    Returns
+    -------
+    c : ndarray of shape (...), in [-1, 1].
+    """
     u, v = as_float("u", u, ndim_min=1), as_float("v", v, ndim_min=1)
     return np.sum(_unit(u) * _unit(v), axis=-1)
 
 
 def normalized_difference(u, v) -> np.ndarray:
-    r"""Direction gap :math:`\| u/\|u\| - v/\|v\| \|` (paper Fig. 8); shapes (..., d) -> (...), in [0, 2]."""
+    r"""Direction gap: the distance between the unit vectors of ``u`` and ``v`` (paper Fig. 8).
+
+    .. math:: \Big\| \frac{u}{\|u\|} - \frac{v}{\|v\|} \Big\|
+
+    A zero vector counts as the zero direction.
+
+    Parameters
+    ----------
+    u : ndarray of shape (..., d), for example predicted weights.
+    v : ndarray of shape (..., d), for example the reference (``w_star`` or ``w_mm``);
+        leading dimensions broadcast with ``u``.
+
+    Returns
+    -------
+    gap : ndarray of shape (...), in [0, 2].
+    """
     u, v = as_float("u", u, ndim_min=1), as_float("v", v, ndim_min=1)
     return np.linalg.norm(_unit(u) - _unit(v), axis=-1)
 
 
 def relative_difference(u, v) -> np.ndarray:
-    r"""Relative gap :math:`\|u - v\| / \max(\|v\|, \epsilon)` per task; shapes (..., d) -> (...)."""
+    r"""Relative gap of ``u`` from the reference ``v``, per task.
+
+    .. math:: \|u - v\| / \max(\|v\|, \epsilon), \qquad \epsilon \text{ the smallest normal float64}
+
+    Parameters
+    ----------
+    u : ndarray of shape (..., d), for example predicted weights.
+    v : ndarray of shape (..., d), for example the reference (``w_star`` or ``w_mm``);
+        leading dimensions broadcast with ``u``.
+
+    Returns
+    -------
+    gap : ndarray of shape (...), >= 0.
+    """
     u, v = as_float("u", u, ndim_min=1), as_float("v", v, ndim_min=1)
     return np.linalg.norm(u - v, axis=-1) / np.maximum(np.linalg.norm(v, axis=-1), np.finfo(float).tiny)
 
@@ -38,13 +79,13 @@ def accuracy(w, X, y) -> np.ndarray:
 
     Parameters
     ----------
-    w : ndarray of shape (..., d)
-    X : ndarray of shape (..., n, d), e.g. held-out points from :func:`ngdformer.sample_points`
-    y : ndarray of shape (..., n)
+    w : ndarray of shape (..., d), the classifier(s).
+    X : ndarray of shape (..., n, d), the points x_i, e.g. held-out points from :func:`ngdformer.sample_points`.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
 
     Returns
     -------
-    acc : ndarray of shape (...)
+    acc : ndarray of shape (...), in [0, 1]; leading dimensions of ``w`` and ``X`` broadcast.
     """
     w, X, y = check_context(w, X, y)
     pred = np.where(np.einsum("...nd,...d->...n", X, w) >= 0, 1.0, -1.0)
@@ -52,9 +93,20 @@ def accuracy(w, X, y) -> np.ndarray:
 
 
 def moving_average(a, k: int) -> np.ndarray:
-    r"""Mean over each window of ``k`` consecutive entries, :math:`\bar a_t = \frac1k\sum_{s=t}^{t+k-1} a_s`.
+    r"""Mean over each window of ``k`` consecutive entries (chapters 06, 08).
 
-    Smooths a per-step training loss for plotting (chapters 06, 08). Shape (T,) -> (T - k + 1,).
+    .. math:: \bar a_t = \frac1k\sum_{s=t}^{t+k-1} a_s
+
+    Smooths a per-step training loss for plotting.
+
+    Parameters
+    ----------
+    a : ndarray of shape (T,), the series, e.g. one loss per training step.
+    k : int, the window length, 1 <= k <= T.
+
+    Returns
+    -------
+    a_bar : ndarray of shape (T - k + 1,), the window means.
     """
     a = as_float("a", a, ndim_min=1)
     check_positive("k", k, integer=True)

@@ -32,17 +32,30 @@ KINDS = ("tf", "ngd", "gd")  # transformer, NGD, GD
 class Shift(NamedTuple):
     """One evaluation setting; a field left at None keeps the in-distribution value."""
 
-    name: str
-    depth: int | None = None  # applications of the layer (and steps of NGD/GD)
-    n: int | None = None  # context size
-    sigma0: float | None = None  # w0 ~ N(0, sigma0^2 I)
-    cov: np.ndarray | None = None  # (d, d) input covariance
-    margin: float = 0.0  # minimum |<w*, x>| of every point
-    flip: float = 0.0  # label-flip probability in the context (held-out labels stay clean)
+    name: str  #: label of the shift, the key of its row in :func:`evaluate_ood`'s results
+    depth: int | None = None  #: applications L of the layer (and steps of NGD/GD)
+    n: int | None = None  #: context size n
+    sigma0: float | None = None  #: scale of the start, w0 ~ N(0, sigma0^2 I), shape (B, d)
+    cov: np.ndarray | None = None  #: (d, d) input covariance Sigma (None: identity)
+    margin: float = 0.0  #: minimum |<w*, x>| of every point, context and held-out
+    flip: float = 0.0  #: label-flip probability in the context (held-out labels stay clean)
 
 
 def anisotropic_cov(d: int, condition: float = 10.0) -> np.ndarray:
-    r"""Diagonal input covariance with eigenvalues geometrically spaced from :math:`1/\sqrt{\kappa}` to :math:`\sqrt{\kappa}`."""
+    r"""Diagonal input covariance with eigenvalues geometrically spaced from :math:`1/\sqrt{\kappa}` to :math:`\sqrt{\kappa}`.
+
+    .. math:: \Sigma = \mathrm{diag}(\kappa^{-1/2}, \dots, \kappa^{1/2}), \qquad
+              \lambda_{\max} / \lambda_{\min} = \kappa \ (d \ge 2)
+
+    Parameters
+    ----------
+    d : int, input dimension.
+    condition : float > 0, the condition number :math:`\kappa` (default 10).
+
+    Returns
+    -------
+    cov : ndarray of shape (d, d), diagonal, increasing eigenvalues.
+    """
     check_positive("condition", condition)
     return np.diag(np.geomspace(condition ** -0.5, condition ** 0.5, d))
 
@@ -52,14 +65,16 @@ def default_shifts(n: int, d: int, *, depth: int, long_depth: int | None = None,
 
     Parameters
     ----------
-    n, d : int, the in-distribution context size and dimension
-    depth : int, in-distribution depth (every shift but "deeper" uses it)
-    long_depth : int or None, depth of the "deeper" shift (left out when None)
-    sigma0 : float, in-distribution scale of w0 (the "w0 x10" shift uses 10 sigma0, or 10 if sigma0 = 0)
+    n : int, the in-distribution context size.
+    d : int, the input dimension (sets the size of the anisotropic covariance).
+    depth : int, in-distribution depth, which every shift but "deeper" runs at (those shifts leave
+        ``depth`` at None, so :func:`evaluate_ood` supplies it).
+    long_depth : int or None, depth of the "deeper" shift (left out when None).
+    sigma0 : float, in-distribution scale of w0 (the "w0 x10" shift uses 10 sigma0, or 10 if sigma0 = 0).
 
     Returns
     -------
-    shifts : list of :class:`Shift`
+    shifts : list of :class:`Shift`, 7 entries (8 with ``long_depth``).
     """
     shifts = [Shift("in distribution")]
     if long_depth is not None:
@@ -71,7 +86,17 @@ def default_shifts(n: int, d: int, *, depth: int, long_depth: int | None = None,
 
 
 def default_depths(depth: int, count: int = 12) -> np.ndarray:
-    """0 and about ``count`` geometrically spaced depths up to ``depth`` (unique integers), shape (K,)."""
+    """0 and about ``count`` geometrically spaced depths up to ``depth`` (unique integers).
+
+    Parameters
+    ----------
+    depth : int >= 0, the last depth.
+    count : int, the number of geometric points in [1, depth] before rounding and removing duplicates (default 12).
+
+    Returns
+    -------
+    depths : ndarray of int, shape (K,), increasing, from 0 to ``depth`` (just ``[0]`` when ``depth = 0``).
+    """
     return np.unique(np.r_[0, np.round(np.geomspace(1, max(depth, 1), count)).astype(int)]) if depth else np.zeros(1, int)
 
 
@@ -80,9 +105,12 @@ def transformer_iterates(W, V, X, y, w0, depths) -> np.ndarray:
 
     Parameters
     ----------
-    W, V : ndarray of shape (2d, 2d)
-    X : ndarray of shape (B, n, d); y : (B, n); w0 : (B, d)
-    depths : increasing ints >= 0
+    W : ndarray of shape (D, D), D = 2d, the score weights.
+    V : ndarray of shape (D, D), the value weights.
+    X : ndarray of shape (B, n, d), the context inputs x_i.
+    y : ndarray of shape (B, n), labels in {-1, +1}.
+    w0 : ndarray of shape (B, d), the starting iterate.
+    depths : sequence of int, increasing depths >= 0; the model runs ``depths[-1]`` applications.
 
     Returns
     -------
@@ -105,7 +133,28 @@ def _margin_reference(X, y, flip: float) -> np.ndarray:
 def evaluate_shift(rng: np.random.Generator, W, V, shift: Shift, *, eta: float, n: int, depth: int,
                    batch: int = 64, n_test: int = 1000, sigma0: float = 1.0, eta_gd: float | None = None,
                    depths=None) -> dict:
-    """Per-depth metrics of one shift; see :func:`evaluate_ood` for the keys."""
+    """Per-depth metrics of one shift: the transformer, NGD and GD on the same fresh tasks.
+
+    Parameters
+    ----------
+    rng : np.random.Generator, draws the tasks, held-out points and w0.
+    W : ndarray of shape (D, D), D = 2d, the score weights.
+    V : ndarray of shape (D, D), the value weights.
+    shift : Shift, the setting; its non-None fields replace ``n``, ``depth`` and ``sigma0``.
+    eta : float > 0, NGD step size to compare with (the one the layer was trained for).
+    n : int, in-distribution context size.
+    depth : int >= 0, in-distribution depth (applications of the layer, steps of NGD and GD).
+    batch : int, tasks drawn per shift (default 64).
+    n_test : int, clean held-out points per task for the accuracy (default 1000).
+    sigma0 : float >= 0, in-distribution scale of w0 (default 1).
+    eta_gd : float > 0 or None, step size of GD (default ``eta``).
+    depths : sequence of int or None, increasing depths >= 0 at which to record the curves
+        (default :func:`default_depths`; the last one is the depth actually run).
+
+    Returns
+    -------
+    table : dict, the per-shift dict described in :func:`evaluate_ood`.
+    """
     d = W.shape[-1] // 2
     n = n if shift.n is None else shift.n
     depth = depth if shift.depth is None else shift.depth
@@ -139,16 +188,19 @@ def evaluate_ood(rng: np.random.Generator, W, V, *, eta: float, n: int, depth: i
 
     Parameters
     ----------
-    rng : np.random.Generator
-    W, V : ndarray of shape (2d, 2d), e.g. from :func:`ngdformer.training.train_one_step_layer`
-    eta : float > 0, NGD step size to compare with (the one the layer was trained for)
-    n : int, in-distribution context size
-    depth : int >= 0, in-distribution depth
-    shifts : list of :class:`Shift` (default :func:`default_shifts` ``(n, d, depth=depth, sigma0=sigma0)``)
-    batch, n_test : int
-    sigma0 : float >= 0, in-distribution scale of w0
-    eta_gd : float > 0 or None, step size of GD (default ``eta``)
-    depths : ints, depths at which to record the curves (default :func:`default_depths`; last = the shift's depth)
+    rng : np.random.Generator, draws every shift's tasks, held-out points and w0, in order.
+    W : ndarray of shape (D, D), D = 2d, the score weights, e.g. from :func:`ngdformer.training.train_one_step_layer`.
+    V : ndarray of shape (D, D), the value weights.
+    eta : float > 0, NGD step size to compare with (the one the layer was trained for).
+    n : int, in-distribution context size.
+    depth : int >= 0, in-distribution depth (applications of the layer, steps of NGD and GD).
+    shifts : list of :class:`Shift` or None (default :func:`default_shifts` ``(n, d, depth=depth, sigma0=sigma0)``).
+    batch : int, tasks drawn per shift (default 64).
+    n_test : int, clean held-out points per task for the accuracy (default 1000).
+    sigma0 : float >= 0, in-distribution scale of w0 (default 1).
+    eta_gd : float > 0 or None, step size of GD (default ``eta``).
+    depths : sequence of int or None, increasing depths >= 0 at which to record the curves
+        (default :func:`default_depths`; the last one is the depth actually run).
 
     Returns
     -------
@@ -170,7 +222,19 @@ def evaluate_ood(rng: np.random.Generator, W, V, *, eta: float, n: int, depth: i
 
 
 def format_ood_table(results: dict) -> str:
-    """One row per shift at its last depth: differences to NGD, cosine to w*, margin fraction, held-out accuracy."""
+    """Render :func:`evaluate_ood` results as a text table, one row per shift at its last depth.
+
+    The columns: depth, n, normalized difference to NGD (mean / max), relative difference (max),
+    cosine to w*, margin fraction and held-out accuracy (transformer / NGD for the last three).
+
+    Parameters
+    ----------
+    results : dict, as returned by :func:`evaluate_ood` (shift name -> per-depth dict).
+
+    Returns
+    -------
+    table : str, a header line, a rule and one line per shift.
+    """
     head = (f"{'shift':<17}| {'depth':>5} | {'n':>4} | {'|u/|u|-v/|v|| mean / max':^25} | {'rel diff max':>12} | "
             f"{'cos(w*) tf / ngd':^17} | {'margin/max tf / ngd':^19} | {'acc tf / ngd':^13}")
     rows = [head, "-" * len(head)]

@@ -24,22 +24,22 @@ from .checks import as_float, check_positive
 class SGDState(NamedTuple):
     """State of :func:`sgd_update`: one velocity array per parameter."""
 
-    velocity: tuple
+    velocity: tuple  #: one ndarray per parameter, the shape of that parameter: the running sum v
 
 
 class AdamState(NamedTuple):
     """State of :func:`adam_update`: step count and the two moment estimates, one array per parameter."""
 
-    step: int
-    m: tuple  # first moments
-    s: tuple  # second moments (uncentred)
+    step: int  #: number of updates taken so far, t (0 after :func:`adam_init`)
+    m: tuple  #: one ndarray per parameter, the shape of that parameter: first moments m_t
+    s: tuple  #: one ndarray per parameter, the shape of that parameter: uncentred second moments s_t
 
 
 class Optimizer(NamedTuple):
     """An optimizer as a pair of pure functions: ``init(params) -> state``, ``update(params, grads, state)``."""
 
-    init: Callable
-    update: Callable
+    init: Callable  #: ``init(params) -> state``
+    update: Callable  #: ``update(params, grads, state, **override) -> (params, state)``
 
 
 def _check_params(params, grads=None) -> tuple:
@@ -60,7 +60,16 @@ def _check_fraction(name: str, value) -> None:
 
 
 def sgd_init(params) -> SGDState:
-    """Zero velocities, one per parameter array."""
+    """Initial SGD state: zero velocities, one per parameter array.
+
+    Parameters
+    ----------
+    params : tuple of ndarray, the parameters, for example ``(W, V)`` each of shape (D, D).
+
+    Returns
+    -------
+    state : SGDState, ``velocity`` a tuple of zero arrays shaped like ``params``.
+    """
     return SGDState(tuple(np.zeros_like(p) for p in _check_params(params)))
 
 
@@ -71,15 +80,16 @@ def sgd_update(params, grads, state: SGDState, *, lr: float, momentum: float = 0
 
     Parameters
     ----------
-    params, grads : tuples of ndarrays, matching shapes
-    state : SGDState from :func:`sgd_init` or a previous update
-    lr : float > 0, the step size :math:`\alpha`
-    momentum : float in [0, 1), :math:`\mu`
+    params : tuple of ndarray, the parameters :math:`\theta` (not modified).
+    grads : tuple of ndarray, the gradients :math:`g`, one per parameter, same shapes as ``params``.
+    state : SGDState, from :func:`sgd_init` or a previous update.
+    lr : float > 0, the step size :math:`\alpha`.
+    momentum : float in [0, 1), the momentum :math:`\mu` (default 0).
 
     Returns
     -------
-    params : tuple of new arrays
-    state : SGDState
+    params : tuple of ndarray, the new parameters, same shapes.
+    state : SGDState, the new velocities.
     """
     check_positive("lr", lr)
     _check_fraction("momentum", momentum)
@@ -89,7 +99,16 @@ def sgd_update(params, grads, state: SGDState, *, lr: float, momentum: float = 0
 
 
 def adam_init(params) -> AdamState:
-    """Step 0 and zero moments, one pair per parameter array."""
+    """Initial Adam state: step 0 and zero moments, one pair per parameter array.
+
+    Parameters
+    ----------
+    params : tuple of ndarray, the parameters, for example ``(W, V)`` each of shape (D, D).
+
+    Returns
+    -------
+    state : AdamState, ``step = 0`` and ``m``, ``s`` tuples of zero arrays shaped like ``params``.
+    """
     params = _check_params(params)
     return AdamState(0, tuple(np.zeros_like(p) for p in params), tuple(np.zeros_like(p) for p in params))
 
@@ -107,16 +126,18 @@ def adam_update(params, grads, state: AdamState, *, lr: float, beta1: float = 0.
 
     Parameters
     ----------
-    params, grads : tuples of ndarrays, matching shapes
-    state : AdamState from :func:`adam_init` or a previous update
-    lr : float > 0, :math:`\alpha`
-    beta1, beta2 : floats in [0, 1)
-    eps : float > 0
+    params : tuple of ndarray, the parameters :math:`\theta` (not modified).
+    grads : tuple of ndarray, the gradients :math:`g_t`, one per parameter, same shapes as ``params``.
+    state : AdamState, from :func:`adam_init` or a previous update.
+    lr : float > 0, the step size :math:`\alpha`.
+    beta1 : float in [0, 1), decay :math:`\beta_1` of the first moment (default 0.9).
+    beta2 : float in [0, 1), decay :math:`\beta_2` of the second moment (default 0.999).
+    eps : float > 0, :math:`\epsilon` in the denominator (default 1e-8).
 
     Returns
     -------
-    params : tuple of new arrays
-    state : AdamState
+    params : tuple of ndarray, the new parameters, same shapes.
+    state : AdamState, step t and the new moments.
     """
     check_positive("lr", lr)
     check_positive("eps", eps)
@@ -132,15 +153,40 @@ def adam_update(params, grads, state: AdamState, *, lr: float, beta1: float = 0.
 
 
 def cosine_lr(lr: float, step: int, steps: int) -> float:
-    r"""Cosine schedule :math:`\alpha_t = \alpha\,\tfrac12(1 + \cos(\pi t / T))`, from ``lr`` at t = 0 down to 0 at t = T."""
+    r"""Cosine learning-rate schedule, from ``lr`` at t = 0 down to 0 at t = T.
+
+    .. math:: \alpha_t = \alpha\,\tfrac12(1 + \cos(\pi t / T))
+
+    Parameters
+    ----------
+    lr : float, the initial step size :math:`\alpha`.
+    step : int, the current step t.
+    steps : int, the total number of steps T (values below 1 count as 1).
+
+    Returns
+    -------
+    lr_t : float, the step size :math:`\alpha_t`.
+    """
     return 0.5 * lr * (1.0 + np.cos(np.pi * step / max(steps, 1)))
 
 
 def make_optimizer(name: str, **hyper) -> Optimizer:
-    """``make_optimizer("adam", lr=1e-2)`` or ``make_optimizer("sgd", lr=0.1, momentum=0.9)``.
+    """Build an optimizer by name with its hyper-parameters bound (chapter 06).
 
-    Returns an :class:`Optimizer` whose ``update(params, grads, state, **override)`` has the
-    hyper-parameters bound; keyword overrides (for example a scheduled ``lr=``) win for that call.
+    For example ``make_optimizer("adam", lr=1e-2)`` or ``make_optimizer("sgd", lr=0.1, momentum=0.9)``.
+
+    Parameters
+    ----------
+    name : {"adam", "sgd"}, which optimizer.
+    **hyper : keyword hyper-parameters of :func:`adam_update` or :func:`sgd_update` (``lr`` and
+        the optional ones).
+
+    Returns
+    -------
+    optimizer : Optimizer
+        ``init`` is :func:`adam_init` or :func:`sgd_init`; ``update(params, grads, state, **override)``
+        calls the update with ``hyper``, keyword overrides (for example a scheduled ``lr=``) winning
+        for that call.
     """
     if name == "adam":
         return Optimizer(adam_init, lambda p, g, st, **kw: adam_update(p, g, st, **(hyper | kw)))

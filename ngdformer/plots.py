@@ -26,14 +26,24 @@ COLORS = {
 }
 
 
+# For labels that are not quantities of COLORS: colours that none of its entries resembles.
+OTHER_COLORS = ("#7F7F7F", "#8C564B", "#9467BD", "#BCBD22", "#17BECF", "#F781BF")
+
+
 def _color(label: str) -> str | None:
-    """``COLORS`` entry for a legend label, or None (use the axes' colour cycle).
+    """``COLORS`` entry for a legend label, or None if the label names no known quantity.
 
     The key is the label lower-cased, cut before any ``" ("`` or ``","``, with spaces and
     hyphens read as underscores: ``"NGD (eta = 1)"`` -> ``"ngd"``, ``"Max-margin"`` -> ``"max_margin"``.
     """
     key = str(label).lower().split(" (")[0].split(",")[0].strip()
     return COLORS.get(key.replace(" ", "_").replace("-", "_"))
+
+
+def _colors(labels) -> dict:
+    """One colour per label: its ``COLORS`` entry, else the next of :data:`OTHER_COLORS`."""
+    others = iter(OTHER_COLORS * (1 + len(labels) // len(OTHER_COLORS)))
+    return {label: _color(label) or next(others) for label in labels}
 
 
 def _legend_outside(ax) -> None:
@@ -123,8 +133,7 @@ def depth_curves(ax, depths, curves, *, ylabel, xlabel="depth t", logy=False, ba
     depths : ndarray of shape (T,), depths t >= 0 (0 allowed).
     curves : dict label -> ndarray of shape (T,) (one curve) or (T, B) (B tasks: the mean over
         tasks is drawn). The colour is ``COLORS[label]`` for a known label (see :data:`COLORS`),
-        otherwise the next colour of the axes' cycle (whose first colours resemble the
-        "ngd", "gd" and "w_star" entries: add a key to COLORS for a quantity that recurs).
+        otherwise the next of :data:`OTHER_COLORS` (none resembles a COLORS entry).
     ylabel, xlabel : str, axis labels.
     logy : bool, log-scale the y axis.
     band : pair (lo, hi) of percentiles in [0, 100], optional. For (T, B) curves, shade
@@ -145,13 +154,14 @@ def depth_curves(ax, depths, curves, *, ylabel, xlabel="depth t", logy=False, ba
         raise ValueError(f"depths must be a 1-D array of values >= 0, got shape {depths.shape}")
     if band is not None and not (len(band) == 2 and 0 <= band[0] < band[1] <= 100):
         raise ValueError(f"band must be a pair of percentiles 0 <= lo < hi <= 100, got {band!r}")
+    palette = _colors(list(curves))
     for label, values in curves.items():
         values = as_float(f"curves[{label!r}]", values, ndim_min=1)
         if values.ndim > 2 or values.shape[0] != depths.shape[0]:
             T = len(depths)
             raise ValueError(f"curves[{label!r}] has shape {values.shape}, expected ({T},) or ({T}, B)")
         mean = values if values.ndim == 1 else values.mean(axis=1)  # (T,)
-        (line,) = ax.plot(depths, mean, color=_color(label), label=label, marker="o", ms=3)
+        (line,) = ax.plot(depths, mean, color=palette[label], label=label, marker="o", ms=3)
         if band is not None and values.ndim == 2:
             lo, hi = np.percentile(values, band, axis=1)  # (T,) each
             ax.fill_between(depths, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
@@ -187,12 +197,13 @@ def decision_boundaries(ax, X, y, directions, *, lim=None):
     pos, neg = X[y > 0], X[y < 0]
     ax.scatter(pos[:, 0], pos[:, 1], marker="+", s=50, lw=1.4, color="0.15", label="y = +1")
     ax.scatter(neg[:, 0], neg[:, 1], marker="o", s=28, facecolors="none", edgecolors="0.45", label="y = -1")
+    palette = _colors(list(directions))
     for label, w in directions.items():
         w = as_float(f"directions[{label!r}]", w)
         if w.shape != (2,) or not np.any(w):
             raise ValueError(f"directions[{label!r}] must be a non-zero vector of shape (2,), got {w!r}")
         seg = separator_segment(w, np.sqrt(2) * lim)  # (2, 2) end points, long enough to cross the whole view
-        ax.plot(seg[:, 0], seg[:, 1], color=_color(label), lw=1.8, label=label)
+        ax.plot(seg[:, 0], seg[:, 1], color=palette[label], lw=1.8, label=label)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")

@@ -25,15 +25,15 @@ def gd_step(w, X, y, eta: float, loss: str = "logistic") -> np.ndarray:
 
     Parameters
     ----------
-    w : ndarray of shape (..., d)
-    X : ndarray of shape (..., n, d)
-    y : ndarray of shape (..., n)
-    eta : float > 0
-    loss : "logistic" (default) or "exp"
+    w : ndarray of shape (..., d), the current iterate.
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+    eta : float > 0, the step size.
+    loss : {"logistic", "exp"}, the loss L (default "logistic").
 
     Returns
     -------
-    w_next : ndarray of shape (..., d)
+    w_next : ndarray of shape (..., d), the next iterate; leading dimensions of ``w`` and ``X`` broadcast.
     """
     check_positive("eta", eta)
     w, X, y = check_context(w, X, y)
@@ -50,9 +50,25 @@ def ngd_step(w, X, y, eta: float, loss: str = "exp") -> np.ndarray:
     which one constructed attention layer computes exactly (chapter 04).
     Finite at any margin (log-domain weights, see :func:`ngd_coefficients`).
 
+    Parameters
+    ----------
+    w : ndarray of shape (..., d), the current iterate.
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+    eta : float > 0, the step size.
+    loss : {"exp", "logistic"}, the loss L (default "exp").
+
     Returns
     -------
-    w_next : ndarray of shape (..., d)
+    w_next : ndarray of shape (..., d), the next iterate; leading dimensions of ``w`` and ``X`` broadcast.
+
+    Examples
+    --------
+    >>> from ngdformer import margins, softmax
+    >>> X, y, w = np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([1.0, -1.0]), np.array([1.0, 0.0])
+    >>> p = softmax(-margins(w, X, y))  # attention weights on the n = 2 context points
+    >>> np.round(ngd_step(w, X, y, eta=0.5), 6), np.round(w + 0.5 * (p * y) @ X, 6)
+    (array([ 1.134471, -0.731059]), array([ 1.134471, -0.731059]))
     """
     check_positive("eta", eta)
     w, X, y = check_context(w, X, y)
@@ -84,16 +100,18 @@ def _trajectory(step, w0, X, y, eta, steps: int, loss: str) -> np.ndarray:
 
 
 def gd(w0, X, y, eta, steps: int, loss: str = "logistic") -> np.ndarray:
-    """GD trajectory: ``steps`` calls of :func:`gd_step`.
+    r"""GD trajectory: ``steps`` calls of :func:`gd_step` (chapter 01).
+
+    .. math:: w_{t+1} = w_t - \eta_t \nabla L(w_t)
 
     Parameters
     ----------
-    w0 : ndarray of shape (..., d), the start
-    X : ndarray of shape (..., n, d)
-    y : ndarray of shape (..., n), entries in {-1, +1}
-    eta : float > 0, or ndarray of shape (steps,) with one step size per step
-    steps : int >= 0
-    loss : "logistic" (default) or "exp"
+    w0 : ndarray of shape (..., d), the start.
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+    eta : float > 0, or ndarray of shape (steps,) with one step size per step.
+    steps : int >= 0, the number of steps.
+    loss : {"logistic", "exp"}, the loss L (default "logistic").
 
     Returns
     -------
@@ -110,14 +128,16 @@ def ngd(w0, X, y, eta, steps: int, loss: str = "exp") -> np.ndarray:
     (chapter 05 measures how fast), and ``steps`` applications of the constructed layer
     compute exactly this trajectory (chapter 04).
 
+    .. math:: w_{t+1} = w_t - \eta_t \nabla L(w_t) / L(w_t)
+
     Parameters
     ----------
-    w0 : ndarray of shape (..., d), the start
-    X : ndarray of shape (..., n, d)
-    y : ndarray of shape (..., n), entries in {-1, +1}
-    eta : float > 0, or ndarray of shape (steps,) with one step size per step (per layer)
-    steps : int >= 0
-    loss : "exp" (default) or "logistic"
+    w0 : ndarray of shape (..., d), the start.
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+    eta : float > 0, or ndarray of shape (steps,) with one step size per step (per layer).
+    steps : int >= 0, the number of steps (layer applications L).
+    loss : {"exp", "logistic"}, the loss L (default "exp").
 
     Returns
     -------
@@ -137,7 +157,20 @@ def ngd(w0, X, y, eta, steps: int, loss: str = "exp") -> np.ndarray:
 
 
 def normalized_margin(w, X, y) -> np.ndarray:
-    r"""Normalized margin :math:`\gamma(w) = \min_i m_i(w) / \|w\|`; shape (...). Zero where ``w = 0``."""
+    r"""Normalized margin of ``w``: its worst margin per unit norm (chapter 01).
+
+    .. math:: \gamma(w) = \min_i m_i(w) / \|w\|
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., d), the weight vector(s).
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+
+    Returns
+    -------
+    gamma : ndarray of shape (...), zero where ``w = 0``; leading dimensions of ``w`` and ``X`` broadcast.
+    """
     w, X, y = check_context(w, X, y)
     norm = np.linalg.norm(w, axis=-1)
     m_min = np.min(_margins(w, X, y), axis=-1)
@@ -152,9 +185,9 @@ def normalized_margin(w, X, y) -> np.ndarray:
 class MaxMarginResult(NamedTuple):
     """Hard-margin solution with its dual certificate (see :func:`kkt_residuals`)."""
 
-    w: np.ndarray  # (..., d) primal solution
-    a: np.ndarray  # (..., n) dual variables, >= 0
-    iterations: int
+    w: np.ndarray  #: (..., d) primal solution w_mm = sum_i a_i y_i x_i, float64
+    a: np.ndarray  #: (..., n) dual variables a_i >= 0, large only on the support vectors
+    iterations: int  #: number of interior-point (Newton) steps taken for the whole batch
 
 
 def kkt_residuals(w, X, y, a) -> dict:
@@ -164,9 +197,16 @@ def kkt_residuals(w, X, y, a) -> dict:
     :math:`\max \mathbf 1^\top a - \tfrac12 a^\top G a`, :math:`a \ge 0`, with
     :math:`w = \sum_i a_i y_i x_i` at the optimum.
 
+    Parameters
+    ----------
+    w : ndarray of shape (..., d), the primal candidate.
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+    a : ndarray of shape (..., n), the dual candidate.
+
     Returns
     -------
-    dict with keys
+    dict of str to ndarray of shape (...), with keys
         ``primal`` :math:`\max(0, 1 - \min_i m_i)`, ``dual`` :math:`\max(0, -\min_i a_i)`,
         ``stationarity`` :math:`\|w - \sum_i a_i y_i x_i\| / \|w\|`,
         ``slackness`` :math:`\max_i a_i |m_i - 1| / \sum_i a_i`,
@@ -277,8 +317,18 @@ def max_margin_dual(X, y, *, tol: float = 1e-10, max_iter: int = 200, min_margin
 
     Parameters
     ----------
-    X : ndarray of shape (..., n, d)
-    y : ndarray of shape (..., n)
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+    tol : float, tolerance of the KKT certificate (default 1e-10).
+    max_iter : int, maximum number of Newton steps (default 200).
+    min_margin : float, the separability test: a context whose convex hull of the
+        :math:`y_i x_i` comes within ``min_margin * max_i |x_i|`` of the origin is
+        rejected as not separable (default 1e-9).
+
+    Returns
+    -------
+    result : MaxMarginResult
+        ``w`` of shape (..., d), ``a`` of shape (..., n) (both float64) and ``iterations``.
 
     Raises
     ------
@@ -326,10 +376,24 @@ def max_margin_dual(X, y, *, tol: float = 1e-10, max_iter: int = 200, min_margin
 def max_margin(X, y, **kwargs) -> np.ndarray:
     r"""Hard-margin direction :math:`w_{mm} = \arg\min \|w\|^2` s.t. :math:`y_i\langle w, x_i\rangle \ge 1`.
 
-    See :func:`max_margin_dual` for the solver and its certificate.
+    See :func:`max_margin_dual` for the solver and its certificate (chapters 01, 05).
+
+    Parameters
+    ----------
+    X : ndarray of shape (..., n, d), the context inputs x_i; must be separable through the origin.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+    **kwargs : ``tol``, ``max_iter``, ``min_margin``, passed to :func:`max_margin_dual`.
 
     Returns
     -------
-    w_mm : ndarray of shape (..., d); its normalized margin is :math:`1/\|w_{mm}\|`.
+    w_mm : ndarray of shape (..., d), float64; its normalized margin is :math:`1/\|w_{mm}\|`.
+
+    Examples
+    --------
+    >>> from ngdformer import normalized_margin
+    >>> X, y = np.array([[2.0, 0.0], [0.0, -2.0]]), np.array([1.0, -1.0])  # y_i x_i = 2 e_1, 2 e_2
+    >>> w_mm = max_margin(X, y)
+    >>> np.round(w_mm, 6), round(float(normalized_margin(w_mm, X, y)), 6)  # margin 1/|w_mm| = sqrt(2)
+    (array([0.5, 0.5]), 1.414214)
     """
     return max_margin_dual(X, y, **kwargs).w

@@ -12,7 +12,15 @@ from .checks import as_float, check_context, check_positive
 
 
 def sample_w_star(rng: np.random.Generator, batch: int, d: int) -> np.ndarray:
-    """Draw ``batch`` task directions uniformly on the unit sphere in R^d.
+    r"""Draw ``batch`` task directions uniformly on the unit sphere in R^d (chapter 01).
+
+    .. math:: w^* = g / \lVert g\rVert, \quad g \sim N(0, I_d)
+
+    Parameters
+    ----------
+    rng : np.random.Generator, the source of randomness (pass an explicit seed).
+    batch : int, number of tasks B, >= 1.
+    d : int, input dimension, >= 1.
 
     Returns
     -------
@@ -57,19 +65,21 @@ def sample_points(rng: np.random.Generator, w_star, n: int, *, margin: float = 0
 
     Parameters
     ----------
-    rng : np.random.Generator
-    w_star : ndarray of shape (B, d)
+    rng : np.random.Generator, the source of randomness.
+    w_star : ndarray of shape (B, d), one task direction per row.
     n : int, points per task, >= 1.
-    margin : float >= 0. Points with :math:`|\langle w^*, x\rangle| < \gamma` are pushed
-        along ``w_star`` to distance exactly ``margin`` (``w_star`` must then be unit).
+    margin : float >= 0. Points with :math:`|\langle w^*, x\rangle| < \gamma`, where
+        :math:`\gamma` is ``margin``, are pushed along ``w_star`` to distance exactly
+        ``margin`` (``w_star`` must then be unit).
     flip : float in [0, 1). Each label is flipped with this probability
         (the context is then usually not separable).
     cov : ndarray of shape (d, d) or None. Input covariance :math:`\Sigma` (identity if None).
 
     Returns
     -------
-    X : ndarray of shape (B, n, d)
-    y : ndarray of shape (B, n), entries in {-1, +1}
+    X : ndarray of shape (B, n, d), the inputs x_i.
+    y : ndarray of shape (B, n), labels in {-1, +1} (before flipping, the sign of
+        :math:`\langle w^*, x_i\rangle`).
     """
     w_star = as_float("w_star", w_star, ndim_min=2)
     B, d = w_star.shape[-2:]
@@ -102,11 +112,30 @@ def sample_tasks(rng: np.random.Generator, batch: int, n: int, d: int, *, margin
     With the defaults the context is linearly separable through the origin.
     ``margin``, ``flip`` and ``cov`` are passed to :func:`sample_points`.
 
+    Parameters
+    ----------
+    rng : np.random.Generator, the source of randomness (pass an explicit seed).
+    batch : int, number of tasks B, >= 1.
+    n : int, context size (labelled points per task), >= 1.
+    d : int, input dimension, >= 1.
+    margin : float >= 0, minimum distance :math:`|\langle w^*, x_i\rangle|` of every point;
+        see :func:`sample_points`.
+    flip : float in [0, 1), probability of flipping each label; see :func:`sample_points`.
+    cov : ndarray of shape (d, d) or None, input covariance :math:`\Sigma` (identity if None).
+
     Returns
     -------
-    X : ndarray of shape (B, n, d)
-    y : ndarray of shape (B, n)
-    w_star : ndarray of shape (B, d), unit rows
+    X : ndarray of shape (B, n, d), the inputs x_i.
+    y : ndarray of shape (B, n), labels in {-1, +1}.
+    w_star : ndarray of shape (B, d), the task directions, unit rows.
+
+    Examples
+    --------
+    >>> X, y, w_star = sample_tasks(np.random.default_rng(0), batch=4, n=8, d=3)
+    >>> X.shape, y.shape, w_star.shape
+    ((4, 8, 3), (4, 8), (4, 3))
+    >>> bool(np.all(y * np.einsum("bnd,bd->bn", X, w_star) >= 0))  # separable by w_star
+    True
     """
     w_star = sample_w_star(rng, batch, d)
     X, y = sample_points(rng, w_star, n, margin=margin, flip=flip, cov=cov)
@@ -118,15 +147,28 @@ def embed(X, y, w0=None) -> np.ndarray:
 
     .. math:: Z = \begin{bmatrix} y_1 x_1 & \cdots & y_n x_n & 0 \\ 0 & \cdots & 0 & w_0 \end{bmatrix}
 
+    The top-left block holds the context columns :math:`y_i x_i`, the bottom-right
+    entry the iterate :math:`w_0`; the last column is the query.
+
     Parameters
     ----------
-    X : ndarray of shape (..., n, d)
-    y : ndarray of shape (..., n)
-    w0 : ndarray of shape (..., d) or None (zeros)
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+    w0 : ndarray of shape (..., d) or None, the initial iterate (zeros if None).
+        Its leading dimensions broadcast against those of ``X``.
 
     Returns
     -------
-    Z : ndarray of shape (..., 2d, n + 1)
+    Z : ndarray of shape (..., D, N) with D = 2d, N = n + 1, tokens as columns.
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, 2.0], [3.0, 4.0]])  # n = 2 points in d = 2
+    >>> embed(X, np.array([1.0, -1.0]), w0=np.array([5.0, 6.0]))
+    array([[ 1., -3.,  0.],
+           [ 2., -4.,  0.],
+           [ 0.,  0.,  5.],
+           [ 0.,  0.,  6.]])
     """
     if w0 is None:
         _, X, y = check_context(None, X, y)
@@ -148,11 +190,11 @@ def read_weights(Z) -> np.ndarray:
 
     Parameters
     ----------
-    Z : ndarray of shape (..., 2d, N)
+    Z : ndarray of shape (..., D, N), tokens as columns, D = 2d even.
 
     Returns
     -------
-    w : ndarray of shape (..., d)
+    w : ndarray of shape (..., d), ``Z[..., d:, -1]`` (a copy).
     """
     Z = as_float("Z", Z, ndim_min=2)
     D = Z.shape[-2]

@@ -13,6 +13,7 @@ import numpy as np
 from .attention import attention_forward
 from .construction import ngd_weights
 from .ood import Shift, evaluate_shift
+from .plots import COLORS, depth_curves
 from .solvers import ngd_step
 from .tasks import embed, read_weights, sample_tasks
 from .train_cli import tour_training_stage
@@ -58,27 +59,29 @@ def format_table(table: dict) -> str:
 
 
 def plot_tour(table: dict, path: str) -> None:
-    """Save the tour figure: normalized margin, cosine to w* and transformer-NGD gap over depth."""
+    """Save the tour figure: normalized margin, cosine to w* and transformer-NGD gap over depth.
+
+    Parameters
+    ----------
+    table : dict from :func:`depth_table`
+    path : str, the PNG file to write
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    depth = np.maximum(table["depth"], 0.5)  # depth 0 drawn at 0.5 on the log axis
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for key, style in (("tf", "-o"), ("ngd", "--"), ("gd", ":")):
-        label = {"tf": "looped transformer", "ngd": "NGD", "gd": "GD"}[key]
-        axes[0].plot(depth, table[f"margin_{key}"], style, label=label)
-        axes[1].plot(depth, table[f"cos_{key}"], style, label=label)
-    axes[0].axhline(1.0, color="gray", lw=0.8)  # the max-margin value
-    axes[0].set(xscale="log", xlabel="depth (applications / steps)", ylabel="normalized margin / max-margin value",
-                title="Margin: NGD is fast, GD is slow")
-    axes[1].set(xscale="log", xlabel="depth", ylabel="cosine to w*", title="Direction of the iterate")
-    axes[2].semilogy(depth[1:], np.maximum(table["diff_max"][1:], 1e-17), "-o")
-    axes[2].set(xscale="log", xlabel="depth", ylabel="||u/|u| - v/|v|||", title="Transformer vs NGD (round-off)")
-    for ax in axes[:2]:
-        ax.legend()
-    fig.tight_layout()
+    names = {"ngd": "NGD", "gd": "GD", "tf": "transformer (on top of NGD)"}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), layout="constrained")
+    depth_curves(axes[0], table["depth"], {names[k]: table[f"margin_{k}"] for k in names},
+                 ylabel="normalized margin / max-margin value")
+    axes[0].axhline(1.0, color=COLORS["max_margin"], lw=0.8)  # the max-margin value
+    axes[0].set_title("Margin: NGD is fast, GD is slow")
+    depth_curves(axes[1], table["depth"], {names[k]: table[f"cos_{k}"] for k in names}, ylabel="cosine to w*")
+    axes[1].set_title("Direction of the iterate")
+    depth_curves(axes[2], table["depth"][1:], {"construction": np.maximum(table["diff_max"][1:], 1e-17)},
+                 ylabel="largest ||u/|u| - v/|v|||", logy=True)
+    axes[2].set_title("Transformer vs NGD (round-off)")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -32,19 +32,21 @@ def _sink_logits(w, X, y) -> np.ndarray:
 
 
 def sink_loss(w, X, y) -> np.ndarray:
-    r"""The loss a self-attending constructed layer descends: :math:`\log(1 + \sum_j e^{-m_j(w)})` (chapter 04).
+    r"""The loss a self-attending constructed layer descends (chapter 04).
+
+    .. math:: \ell_{\text{sink}}(w) = \log\Big(1 + \sum_j e^{-m_j(w)}\Big)
 
     Computed as a logsumexp over :math:`[0, -m_1, \dots, -m_n]`, so finite for any finite margin.
 
     Parameters
     ----------
-    w : ndarray of shape (..., d)
-    X : ndarray of shape (..., n, d)
-    y : ndarray of shape (..., n)
+    w : ndarray of shape (..., d), the query's weight iterate.
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
 
     Returns
     -------
-    loss : ndarray of shape (...)
+    loss : ndarray of shape (...), one loss per batch entry, > 0.
     """
     w, X, y = check_context(w, X, y)
     a = _sink_logits(w, X, y)
@@ -58,9 +60,15 @@ def sink_weights(w, X, y) -> np.ndarray:
     .. math:: q_i(w) = \frac{e^{-m_i(w)}}{1 + \sum_j e^{-m_j(w)}}, \qquad
               1 - \sum_i q_i = \frac{1}{1 + \sum_j e^{-m_j}} \ \text{(the weight on the query itself)}
 
+    Parameters
+    ----------
+    w : ndarray of shape (..., d), the query's weight iterate.
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+
     Returns
     -------
-    q : ndarray of shape (..., n); sums to less than 1.
+    q : ndarray of shape (..., n), non-negative weights of the context keys; they sum to less than 1.
     """
     w, X, y = check_context(w, X, y)
     a = _sink_logits(w, X, y)
@@ -69,29 +77,39 @@ def sink_weights(w, X, y) -> np.ndarray:
 
 
 def sink_loss_grad(w, X, y) -> np.ndarray:
-    r"""Gradient of :func:`sink_loss`: :math:`-\sum_i q_i(w)\, y_i x_i` with :math:`q` from :func:`sink_weights`.
+    r"""Gradient of :func:`sink_loss` with respect to ``w`` (chapter 04).
+
+    .. math:: \nabla \ell_{\text{sink}}(w) = -\sum_i q_i(w)\, y_i x_i, \qquad q \text{ from } :func:`sink_weights`
+
+    Parameters
+    ----------
+    w : ndarray of shape (..., d), the query's weight iterate.
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
 
     Returns
     -------
-    dw : ndarray of shape (..., d)
+    dw : ndarray of shape (..., d), the gradient.
     """
     w, X, y = check_context(w, X, y)
     return -_weighted_sum(sink_weights(w, X, y), X, y)
 
 
 def sink_step(w, X, y, eta: float) -> np.ndarray:
-    r"""One GD step on :func:`sink_loss`, :math:`w + \eta \sum_i q_i(w) y_i x_i`: what the self-attending layer does.
+    r"""One GD step on :func:`sink_loss`: what the self-attending constructed layer does (chapter 04).
+
+    .. math:: w \leftarrow w - \eta \nabla \ell_{\text{sink}}(w) = w + \eta \sum_i q_i(w)\, y_i x_i
 
     Parameters
     ----------
-    w : ndarray of shape (..., d)
-    X : ndarray of shape (..., n, d)
-    y : ndarray of shape (..., n)
-    eta : float > 0
+    w : ndarray of shape (..., d), the query's weight iterate.
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+    eta : float > 0, the step size.
 
     Returns
     -------
-    w_next : ndarray of shape (..., d)
+    w_next : ndarray of shape (..., d), the next iterate.
     """
     check_positive("eta", eta)
     return w - eta * sink_loss_grad(w, X, y)
@@ -117,15 +135,15 @@ def preconditioned_ngd_step(w, X, y, eta: float, P) -> np.ndarray:
 
     Parameters
     ----------
-    w : ndarray of shape (..., d)
-    X : ndarray of shape (..., n, d)
-    y : ndarray of shape (..., n)
-    eta : float > 0
+    w : ndarray of shape (..., d), the query's weight iterate.
+    X : ndarray of shape (..., n, d), the context inputs x_i.
+    y : ndarray of shape (..., n), labels in {-1, +1}.
+    eta : float > 0, the step size.
     P : ndarray of shape (d, d), the preconditioner (any square matrix; SPD for a descent direction).
 
     Returns
     -------
-    w_next : ndarray of shape (..., d)
+    w_next : ndarray of shape (..., d), the next iterate; leading dimensions of ``w`` and ``X`` broadcast.
     """
     check_positive("eta", eta)
     w, X, y = check_context(w, X, y)
@@ -148,13 +166,14 @@ def preconditioned_weights(d: int, eta: float, P) -> tuple[np.ndarray, np.ndarra
 
     Parameters
     ----------
-    d : int, input dimension.
-    eta : float > 0
-    P : ndarray of shape (d, d)
+    d : int, input dimension, >= 1.
+    eta : float > 0, the step size.
+    P : ndarray of shape (d, d), the preconditioner.
 
     Returns
     -------
-    W, V : ndarray of shape (2d, 2d)
+    W : ndarray of shape (D, D), D = 2d, the score weights (those of :math:`W^*`).
+    V : ndarray of shape (D, D), the value weights, :math:`\eta P` in the bottom-left block.
     """
     check_positive("d", d, integer=True)
     check_positive("eta", eta)

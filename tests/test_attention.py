@@ -198,3 +198,11 @@ def test_float32_layer_stays_float32(options):
     assert dZ32.dtype == np.float32 and dW32.dtype == np.float32 and dV32.dtype == np.float32
     for g32, g64 in zip((dZ32, dW32, dV32), attention_backward(G, cache64)):
         np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-3)
+
+
+def test_softmax_of_a_vector_and_its_backward():
+    s = np.array([0.0, np.log(3.0)])
+    np.testing.assert_allclose(softmax(s), [0.25, 0.75], rtol=1e-15)
+    np.testing.assert_allclose(softmax(s), softmax(s[:, None])[:, 0], rtol=1e-15)  # keys axis of a column
+    dp = np.array([1.0, -1.0])
+    np.testing.assert_allclose(softmax_backward(dp, softmax(s)), [0.375, -0.375], rtol=1e-15)

@@ -232,3 +232,28 @@ def test_query_loop_runs_ngd_and_validates():
         fast.query_loop(Z, W, V, 21, 1)
     with pytest.raises(ValueError, match="W"):
         fast.query_loop(Z, W[:-1], V, 20, 1)
+
+
+@given(seed=SEEDS, B=st.integers(1, 3), n=st.integers(1, 6), d=st.integers(1, 3), depth=st.integers(0, 6),
+       inert=st.booleans(), attend_self=st.booleans())
+def test_looped_trajectory_reads_the_textbook_loop_after_every_application(seed, B, n, d, depth, inert,
+                                                                           attend_self):
+    rng = np.random.default_rng(seed)
+    X, y, _ = sample_tasks(rng, B, n, d)
+    W, V = _inert_weights(rng, d) if inert else (0.3 * rng.standard_normal((2 * d, 2 * d)),
+                                                 0.3 * rng.standard_normal((2 * d, 2 * d)))
+    Z = embed(X, y, rng.standard_normal((B, d)))
+    traj = fast.looped_trajectory(Z, W, V, n, depth, attend_self=attend_self)
+    assert traj.shape == (depth + 1, B, d)
+    expect, Zt = [read_weights(Z)], Z
+    for _ in range(depth):  # the textbook full layer, one application at a time
+        Zt = attention_forward(Zt, W, V, n, attend_self=attend_self)[0]
+        expect.append(read_weights(Zt))
+    assert scaled_error(traj, np.stack(expect), loop_scale(Z, V, depth)) <= 1e-14
+
+
+def test_looped_trajectory_with_the_construction_is_ngd():
+    X, y, _ = sample_tasks(np.random.default_rng(4), 8, 12, 3)
+    w0 = np.random.default_rng(5).standard_normal((8, 3))
+    traj = fast.looped_trajectory(embed(X, y, w0), *ngd_weights(3, 0.25), 12, 50)
+    np.testing.assert_allclose(traj, ngd(w0, X, y, 0.25, 50), rtol=1e-12, atol=1e-12)

@@ -215,3 +215,16 @@ def test_max_margin_certifies_every_default_task_at_the_papers_sizes(n, d):
     kkt = kkt_residuals(res.w, X, y, res.a)
     for key, value in kkt.items():
         assert np.all(value < 1e-8), (key, np.max(value))
+
+
+def test_trajectories_broadcast_like_one_step():
+    """One w0 of shape (d,) against a batch of contexts: the trajectory has the batch's shape."""
+    X, y, _ = sample_tasks(np.random.default_rng(10), 4, 6, 3)
+    w0 = np.array([0.1, -0.2, 0.3])
+    for traj, step in ((ngd, ngd_step), (gd, gd_step)):
+        T = traj(w0, X, y, 0.4, 3)
+        assert T.shape == (4, 4, 3)
+        np.testing.assert_allclose(T[1], step(w0, X, y, 0.4), rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(T[-1], traj(np.broadcast_to(w0, (4, 3)), X, y, 0.4, 3)[-1], rtol=1e-14, atol=0)
+    with pytest.raises(ValueError, match="eta"):
+        ngd(w0, X, y, np.array([0.4, -0.1, 0.4]), 3)

@@ -208,3 +208,16 @@ def test_one_step_training_bad_arguments(kwargs, match):
 def test_looped_training_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         train_looped(np.random.default_rng(0), **(dict(n=5, d=2, depth=2, iterations=2, quiet=True) | kwargs))
+
+
+def test_one_step_loss_treats_a_single_task_as_a_batch_of_one():
+    Z, target = one_step_batch(np.random.default_rng(8), 3, 5, 2, 0.5)
+    W, V = 0.1 * np.ones((4, 4)), 0.2 * np.eye(4)
+    for b in range(3):
+        single = one_step_loss(W, V, Z[b], target[b])
+        batched = one_step_loss(W, V, Z[b:b + 1], target[b:b + 1])
+        assert single[0] == pytest.approx(batched[0], rel=1e-15)
+        for g1, gB in zip(single[1:], batched[1:]):
+            np.testing.assert_allclose(g1, gB, rtol=1e-14, atol=1e-16)
+    with pytest.raises(ValueError, match="target has shape"):
+        one_step_loss(W, V, Z, target[:2])
