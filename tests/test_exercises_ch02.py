@@ -41,3 +41,19 @@ def test_ngd_step_checker_catches_overflow():
 def test_softmax_hint():
     with pytest.raises(AssertionError, match="sum to 1"):
         ch02.check_logistic_coefficients(_softmax)
+
+
+# The reference solutions: tests/test_solved_chapters.py puts them in place of the chapter's stubs.
+SOLUTIONS = {
+    'my_ngd_step': 'import numpy as np\nimport ngdformer as nf\ndef my_ngd_step(w, X, y, eta):\n    return nf.ngd_step(w, X, y, eta)\n',
+    'my_logistic_coefficients': "import numpy as np\nimport ngdformer as nf\ndef my_logistic_coefficients(m):\n    m = np.asarray(m, dtype=float)\n    return nf.ngd_coefficients(m, np.eye(m.size), np.ones(m.size), loss='logistic')\n",
+    'my_gamma_from_dual': 'import numpy as np\nimport ngdformer as nf\ndef my_gamma_from_dual(a):\n    return 1 / np.sqrt(np.sum(a, axis=-1))\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_reference_solutions_pass_their_checkers(name):
+    namespace = {}
+    exec(SOLUTIONS[name], namespace)
+    check = getattr(ch02, "check_" + name[3:])
+    assert check(namespace[name]) is True

@@ -56,3 +56,19 @@ def test_reference_matches_finite_differences():
     for k, grad in enumerate(grads):
         num = nf.numeric_jacobian(lambda x: J(*(args[:k] + [x] + args[k + 1:])), args[k])
         nf.assert_gradients_close(num, grad, f"argument {k}")
+
+
+# The reference solutions: tests/test_solved_chapters.py puts them in place of the chapter's stubs.
+SOLUTIONS = {
+    'my_softmax_backward': 'import numpy as np\nimport ngdformer as nf\ndef my_softmax_backward(da, a):\n    return nf.softmax_backward(da, a)\n',
+    'my_softmax_jacobian': 'import numpy as np\nimport ngdformer as nf\ndef my_softmax_jacobian(a):\n    return np.diag(a) - np.outer(a, a)\n',
+    'my_query_backward': 'import numpy as np\nimport ngdformer as nf\ndef my_query_backward(q, K, W, V, g):\n    n = K.shape[1]\n    Z = np.concatenate([K, q[:, None]], axis=1)\n    _, cache = nf.attention_forward(Z, W, V, n, query_only=True)\n    dout = np.zeros_like(Z)\n    dout[:, -1] = g\n    dZ, dW, dV = nf.attention_backward(dout, cache)\n    return dZ[:, -1], dZ[:, :n], dW, dV\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_reference_solutions_pass_their_checkers(name):
+    namespace = {}
+    exec(SOLUTIONS[name], namespace)
+    check = getattr(ch03, "check_" + name[3:])
+    assert check(namespace[name]) is True

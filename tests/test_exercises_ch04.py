@@ -37,3 +37,20 @@ def test_sink_checker_catches_overflow():
     naive = lambda m: np.exp(-m) / (1 + np.exp(-m).sum())  # right formula, overflows at m = -1000  # noqa: E731
     with pytest.raises(AssertionError, match="overflow"):
         ch04.check_sink_weights(naive)
+
+
+# The reference solutions: tests/test_solved_chapters.py puts them in place of the chapter's stubs.
+SOLUTIONS = {
+    'my_embed': 'import numpy as np\nimport ngdformer as nf\ndef my_embed(X, y, w0):\n    return nf.embed(X, y, w0)\n',
+    'my_ngd_weights': 'import numpy as np\nimport ngdformer as nf\ndef my_ngd_weights(d, eta):\n    return nf.ngd_weights(d, eta)\n',
+    'my_sink_weights': 'import numpy as np\nimport ngdformer as nf\ndef my_sink_weights(m):\n    a = np.concatenate([[0.0], -np.asarray(m)])\n    e = np.exp(a - a.max())\n    return (e / e.sum())[1:]\n',
+    'my_context_bottom': 'import numpy as np\nimport ngdformer as nf\ndef my_context_bottom(X, y, eta):\n    W, V = nf.ngd_weights(X.shape[-1], eta)\n    out, _ = nf.attention_forward(nf.embed(X, y), W, V, X.shape[0])\n    return out[X.shape[-1]:, :-1]\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_reference_solutions_pass_their_checkers(name):
+    namespace = {}
+    exec(SOLUTIONS[name], namespace)
+    check = getattr(ch04, "check_" + name[3:])
+    assert check(namespace[name]) is True

@@ -30,3 +30,19 @@ def test_checkers_reject_wrong_shapes_and_loose_bounds():
         ch05.check_norm_bound(lambda X, eta, L: 2 * eta * L * np.linalg.norm(X, axis=-1).max())
     with pytest.raises(AssertionError, match="not a bound"):
         ch05.check_norm_bound(lambda X, eta, L: 1e-3)
+
+
+# The reference solutions: tests/test_solved_chapters.py puts them in place of the chapter's stubs.
+SOLUTIONS = {
+    'my_stack_layers': 'import numpy as np\nimport ngdformer as nf\ndef my_stack_layers(d, etas):\n    return [nf.ngd_weights(d, e) for e in etas]\n',
+    'my_separator_segment': 'import numpy as np\nimport ngdformer as nf\ndef my_separator_segment(w, radius):\n    return nf.separator_segment(w, radius)\n',
+    'my_norm_bound': 'import numpy as np\nimport ngdformer as nf\ndef my_norm_bound(X, eta, L):\n    return eta * L * np.linalg.norm(X, axis=-1).max()\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_reference_solutions_pass_their_checkers(name):
+    namespace = {}
+    exec(SOLUTIONS[name], namespace)
+    check = getattr(ch05, "check_" + name[3:])
+    assert check(namespace[name]) is True

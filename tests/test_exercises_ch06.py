@@ -53,3 +53,19 @@ def test_checkers_give_hints():
     with pytest.raises(AssertionError, match="modified"):
         ch06.check_keep_excited(_keep_excited_in_place)
     assert ch06.check_unexcited_blocks(lambda: ["w11", "w21", "w22", "v12", "v22"]) is True
+
+
+# The reference solutions: tests/test_solved_chapters.py puts them in place of the chapter's stubs.
+SOLUTIONS = {
+    'my_unexcited_blocks': "import numpy as np\nimport ngdformer as nf\ndef my_unexcited_blocks():\n    return {'W11', 'W21', 'W22', 'V12', 'V22'}\n",
+    'my_gd_step': 'import numpy as np\nimport ngdformer as nf\ndef my_gd_step(W, V, Z, target, lr):\n    _, dW, dV = nf.one_step_loss(W, V, Z, target)\n    return W - lr * dW, V - lr * dV\n',
+    'my_keep_excited': 'import numpy as np\nimport ngdformer as nf\ndef my_keep_excited(W, V):\n    from ngdformer.training import from_blocks, to_blocks\n    return from_blocks(to_blocks(W, V), W.shape[0] // 2)\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_reference_solutions_pass_their_checkers(name):
+    namespace = {}
+    exec(SOLUTIONS[name], namespace)
+    check = getattr(ch06, "check_" + name[3:])
+    assert check(namespace[name]) is True

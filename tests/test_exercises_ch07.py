@@ -32,3 +32,19 @@ def test_checkers_give_hints():
                                    / np.min(y * np.einsum("bnd,bd->bn", X, w_mm), -1))
     with pytest.raises(AssertionError, match="bottom"):
         ch07.check_first_affected_loop(lambda: 3)
+
+
+# The reference solutions: tests/test_solved_chapters.py puts them in place of the chapter's stubs.
+SOLUTIONS = {
+    'my_normalized_difference': 'import numpy as np\nimport ngdformer as nf\ndef my_normalized_difference(u, v):\n    return nf.normalized_difference(u, v)\n',
+    'my_margin_fraction': 'import numpy as np\nimport ngdformer as nf\ndef my_margin_fraction(w, X, y, w_mm):\n    return nf.normalized_margin(w, X, y) / nf.normalized_margin(w_mm, X, y)\n',
+    'my_first_affected_loop': 'import numpy as np\nimport ngdformer as nf\ndef my_first_affected_loop():\n    return 2\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_reference_solutions_pass_their_checkers(name):
+    namespace = {}
+    exec(SOLUTIONS[name], namespace)
+    check = getattr(ch07, "check_" + name[3:])
+    assert check(namespace[name]) is True

@@ -39,3 +39,19 @@ def test_checkers_give_hints():
         ch08.check_end_grad(lambda w, ws: w - ws)
     with pytest.raises(AssertionError, match="modified"):
         ch08.check_project(_project_in_place)
+
+
+# The reference solutions: tests/test_solved_chapters.py puts them in place of the chapter's stubs.
+SOLUTIONS = {
+    'my_block_scales': 'import numpy as np\nimport ngdformer as nf\ndef my_block_scales(W, V):\n    return nf.block_scales(W, V)\n',
+    'my_end_grad': 'import numpy as np\nimport ngdformer as nf\ndef my_end_grad(w_L, w_star):\n    return (w_L - w_star) / w_L.shape[0]\n',
+    'my_project': 'import numpy as np\nimport ngdformer as nf\ndef my_project(W, V):\n    from ngdformer.training import from_blocks\n    d = W.shape[0] // 2\n    c1, c2 = nf.block_scales(W, V)\n    return from_blocks((-c1 * np.eye(d), np.zeros((d, d)), c2 * np.eye(d)), d)\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_reference_solutions_pass_their_checkers(name):
+    namespace = {}
+    exec(SOLUTIONS[name], namespace)
+    check = getattr(ch08, "check_" + name[3:])
+    assert check(namespace[name]) is True

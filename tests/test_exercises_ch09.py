@@ -34,3 +34,20 @@ def test_precond_step_checker_catches_overflow():
 def test_lift_checker_needs_a_constant_feature():
     with pytest.raises(AssertionError, match="bias"):
         ch09.check_lift(lambda X: X * X)  # |x|^2 - 1.4 needs the constant feature
+
+
+# The reference solutions: tests/test_solved_chapters.py puts them in place of the chapter's stubs.
+SOLUTIONS = {
+    'my_precond_step': 'import numpy as np\nimport ngdformer as nf\ndef my_precond_step(w, X, y, eta, P):\n    return nf.preconditioned_ngd_step(w, X, y, eta, P)\n',
+    'my_precond_weights': 'import numpy as np\nimport ngdformer as nf\ndef my_precond_weights(d, eta, P):\n    return nf.preconditioned_weights(d, eta, P)\n',
+    'my_xor_accuracy': 'import numpy as np\nimport ngdformer as nf\ndef my_xor_accuracy():\n    return 0.5\n',
+    'my_lift': 'import numpy as np\nimport ngdformer as nf\ndef my_lift(X):\n    return np.concatenate([X * X, np.ones(X.shape[:-1] + (1,))], axis=-1)\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_reference_solutions_pass_their_checkers(name):
+    namespace = {}
+    exec(SOLUTIONS[name], namespace)
+    check = getattr(ch09, "check_" + name[3:])
+    assert check(namespace[name]) is True

@@ -60,7 +60,7 @@ def test_adam_first_step_is_lr_times_sign():
     assert p[2] == 0.0  # a zero gradient never moves an entry
 
 
-@pytest.mark.parametrize("name, hyper, steps", [("sgd", {"lr": 0.2}, 200), ("sgd", {"lr": 0.1, "momentum": 0.9}, 300),
+@pytest.mark.parametrize("name, hyper, steps", [("sgd", {"lr": 0.2}, 200), ("sgd", {"lr": 0.1, "momentum": 0.9}, 450),
                                                  ("adam", {"lr": 0.05}, 1500)])
 def test_optimizers_reach_the_minimiser(name, hyper, steps):
     opt = make_optimizer(name, **hyper)

@@ -7,9 +7,10 @@ import numpy as np
 from ..construction import stack_forward
 from ..solvers import ngd
 from ..tasks import embed, read_weights, sample_tasks
-from . import attempt, compare
+from . import attempt, checker, compare
 
 
+@checker("stack layers")
 def check_stack_layers(my_stack_layers) -> bool:
     """``my_stack_layers(d, etas)`` -> list of (W, V); the stack must perform NGD with step sizes ``etas``."""
     rng = np.random.default_rng(0)
@@ -17,8 +18,6 @@ def check_stack_layers(my_stack_layers) -> bool:
     w0 = rng.standard_normal((3, 2))
     etas = [0.3, 1.0, 0.05]
     layers = attempt(my_stack_layers, 2, etas)
-    if layers is None:
-        return False
     layers = list(layers)
     if len(layers) != len(etas):
         raise AssertionError(f"expected {len(etas)} layers (one per step size), got {len(layers)}")
@@ -26,12 +25,11 @@ def check_stack_layers(my_stack_layers) -> bool:
     return compare("query column after the stack", read_weights(out), ngd(w0, X, y, np.array(etas), 3)[-1])
 
 
+@checker("separator segment")
 def check_separator_segment(my_separator_segment) -> bool:
     """``my_separator_segment(w, radius)`` -> (2, 2): the two points of <w, x> = 0 at distance ``radius``."""
     w, radius = np.array([3.0, -4.0]), 2.5
     got = attempt(my_separator_segment, w, radius)
-    if got is None:
-        return False
     got = np.asarray(got, dtype=float)
     if got.shape != (2, 2):
         raise AssertionError(f"shape {got.shape}, expected (2, 2): one point per row")
@@ -41,17 +39,14 @@ def check_separator_segment(my_separator_segment) -> bool:
         raise AssertionError("each point must be at distance `radius` from the origin")
     if not np.allclose(got[0], -got[1]):
         raise AssertionError("the two points must be on opposite sides of the origin")
-    print("separator segment: correct")
-    return True
 
 
+@checker("norm bound")
 def check_norm_bound(my_norm_bound) -> bool:
     r"""``my_norm_bound(X, eta, L)``: the triangle-inequality bound :math:`\eta L \max_i \|x_i\|` on :math:`\|w_L\|`."""
     rng = np.random.default_rng(1)
     X, y, _ = sample_tasks(rng, 1, 8, 3)
     got = attempt(my_norm_bound, X[0], 0.4, 7)
-    if got is None:
-        return False
     expected = 0.4 * 7 * np.linalg.norm(X[0], axis=-1).max()
     w7 = ngd(np.zeros(3), X[0], y[0], 0.4, 7)[-1]
     if np.linalg.norm(w7) > float(got) * (1 + 1e-12):
