@@ -16,7 +16,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("[0-9][0-9]_*.ipynb"))
+TESTS = Path(__file__).resolve().parent
+CHAPTERS = [p for p in sorted((TESTS.parent / "chapters").glob("[0-9][0-9]_*.ipynb"))
+            if (TESTS / f"test_exercises_ch{p.name[:2]}.py").exists()]  # chapter 00 has no exercises
 STUB = re.compile(r"^def (my_\w+)\(", re.M)
 
 
