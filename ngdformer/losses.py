@@ -134,6 +134,20 @@ def exp_log_loss(w, X, y) -> np.ndarray:
     return logsumexp(-m, axis=-1) - float(np.log(m.shape[-1]))  # a Python float keeps float32 inputs float32
 
 
+def _exp_loss_grad(w, X, y) -> np.ndarray:
+    """Kernel of :func:`exp_loss_grad` on checked input."""
+    m = _margins(w, X, y)
+    with np.errstate(over="ignore"):
+        c = np.exp(-m) / m.shape[-1]
+    return -_weighted_sum(c, X, y)
+
+
+def _logistic_loss_grad(w, X, y) -> np.ndarray:
+    """Kernel of :func:`logistic_loss_grad` on checked input."""
+    m = _margins(w, X, y)
+    return -_weighted_sum(sigmoid(-m) / m.shape[-1], X, y)
+
+
 def exp_loss_grad(w, X, y) -> np.ndarray:
     r"""Gradient of the exponential loss with respect to ``w`` (chapter 01).
 

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import as_float, check_context, check_positive
-from .losses import LOSSES, _margins, _weighted_sum, logsumexp, ngd_coefficients
+from .losses import LOSSES, _exp_loss_grad, _logistic_loss_grad, _margins, _weighted_sum, logsumexp, ngd_coefficients
 
 
 def _loss_pair(loss: str):
@@ -93,7 +93,12 @@ def _trajectory(step, w0, X, y, eta, steps: int, loss: str) -> np.ndarray:
     shape = np.broadcast_shapes(w.shape[:-1], X.shape[:-2]) + w.shape[-1:]  # as one step would return
     out = np.empty((steps + 1,) + shape, dtype=w.dtype)
     out[0] = w
-    kernel = _ngd_step if (step is ngd_step and loss == "exp") else (lambda *a: step(*a, loss))  # checked once
+    _loss_pair(loss)  # an unknown loss is refused before the loop
+    if step is ngd_step:  # the data were checked once above: the loop runs the unchecked kernels
+        kernel = _ngd_step if loss == "exp" else (lambda *a: step(*a, loss))
+    else:
+        grad = _exp_loss_grad if loss == "exp" else _logistic_loss_grad
+        kernel = lambda w, X, y, eta: w - eta * grad(w, X, y)  # noqa: E731
     for t in range(steps):  # time loop; each step is vectorised over the batch
         out[t + 1] = kernel(out[t], X, y, float(etas[t]))
     return out

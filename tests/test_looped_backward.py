@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from ngdformer import (assert_gradients_close, check_directions, context_is_inert, fast, looped_backward,
                        looped_forward, looped_forward_with_cache, numeric_jacobian, stack_backward, stack_forward)
+from numerics import scaled_error
 
 shapes = st.fixed_dictionaries({
     "seed": st.integers(0, 2**32 - 1), "L": st.integers(1, 4), "d": st.integers(1, 3), "n": st.integers(1, 4),
@@ -21,7 +22,9 @@ def _setup(s, tiny=False):
     d, n = (1, min(s["n"], 2)) if tiny else (s["d"], s["n"])
     D, N = 2 * d, n + 1
     Z = rng.standard_normal((s["B"], D, N))
-    layers = [(0.5 * rng.standard_normal((D, D)), 0.5 * rng.standard_normal((D, D))) for _ in range(s["L"])]
+    # entries 0.5 / sqrt(D): with 0.5 at D = 2 a rare draw explodes over four layers (derivatives near 1e4),
+    # where central differences lose their accuracy (one failure in 10^4 examples)
+    layers = [tuple(0.5 / np.sqrt(D) * rng.standard_normal((2, D, D))) for _ in range(s["L"])]
     G = rng.standard_normal(Z.shape)  # upstream gradient: f = sum(G * out)
     kw = {"query_only": s["query_only"], "attend_self": s["attend_self"]}
     return rng, Z, layers, G, n, kw
@@ -113,8 +116,10 @@ def test_fast_looped_backward_equals_the_textbook(s):
     np.testing.assert_allclose(out_f, out, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(fast.looped_forward(Z, W, V, n, s["L"], attend_self=kw["attend_self"]), out,
                                rtol=1e-13, atol=1e-13)
-    for got, expect in zip(fast.looped_backward(G, caches_f), looped_backward(G, caches)):
-        np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
+    expected = looped_backward(G, caches)
+    scale = max(np.max(np.abs(g)) for g in expected + (G,))  # a gradient can be exactly 0 in one route only
+    for got, expect in zip(fast.looped_backward(G, caches_f), expected):
+        assert scaled_error(got, expect, scale) <= 1e-11  # worst measured 4.3e-14 over 10^4 cases
 
 
 def test_depth_zero_backward_passes_the_gradient_through():
