@@ -57,8 +57,8 @@ def sink_loss(w, X, y) -> np.ndarray:
 def sink_weights(w, X, y) -> np.ndarray:
     r"""Attention weights of the context keys when the query also attends to itself (chapter 04).
 
-    .. math:: q_i(w) = \frac{e^{-m_i(w)}}{1 + \sum_j e^{-m_j(w)}}, \qquad
-              1 - \sum_i q_i = \frac{1}{1 + \sum_j e^{-m_j}} \ \text{(the weight on the query itself)}
+    .. math:: \tilde p_i(w) = \frac{e^{-m_i(w)}}{1 + \sum_j e^{-m_j(w)}}, \qquad
+              1 - \sum_i \tilde p_i = \frac{1}{1 + \sum_j e^{-m_j}} \ \text{(the weight on the query itself)}
 
     Parameters
     ----------
@@ -79,7 +79,7 @@ def sink_weights(w, X, y) -> np.ndarray:
 def sink_loss_grad(w, X, y) -> np.ndarray:
     r"""Gradient of :func:`sink_loss` with respect to ``w`` (chapter 04).
 
-    .. math:: \nabla \ell_{\text{sink}}(w) = -\sum_i q_i(w)\, y_i x_i, \qquad q \text{ from } :func:`sink_weights`
+    .. math:: \nabla \ell_{\text{sink}}(w) = -\sum_i \tilde p_i(w)\, y_i x_i, \qquad \tilde p \text{ from } :func:`sink_weights`
 
     Parameters
     ----------
@@ -98,7 +98,7 @@ def sink_loss_grad(w, X, y) -> np.ndarray:
 def sink_step(w, X, y, eta: float) -> np.ndarray:
     r"""One GD step on :func:`sink_loss`: what the self-attending constructed layer does (chapter 04).
 
-    .. math:: w \leftarrow w - \eta \nabla \ell_{\text{sink}}(w) = w + \eta \sum_i q_i(w)\, y_i x_i
+    .. math:: w \leftarrow w - \eta \nabla \ell_{\text{sink}}(w) = w + \eta \sum_i \tilde p_i(w)\, y_i x_i
 
     Parameters
     ----------
