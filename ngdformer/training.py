@@ -198,8 +198,8 @@ def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float
     the hand-written optimizer. The fixed point is :math:`(W^*, V^*)` = :func:`ngdformer.ngd_weights` ``(d, eta)``.
     The defaults are the recipe chapter 06 uses (Adam, lr 0.02 decayed to 0 on a cosine,
     batch 32, 500 iterations, :math:`\sigma_0 = 1/\sqrt d`), which brings the layer to the
-    construction at the paper's sizes; chapter 06 shows what goes wrong with a constant
-    learning rate and :math:`\sigma_0 = 1`.
+    construction at the paper's sizes; chapter 06 shows what :math:`\sigma_0 = 1` does and
+    invites trying a constant learning rate.
 
     Parameters
     ----------
