@@ -14,6 +14,8 @@ import pytest
 import ngdformer as nf
 from ngdformer.experiments import ch06 as ex
 
+pytestmark = pytest.mark.slow  # multi-seed runs: the default environment runs them, CI's extra ones skip them
+
 SEEDS = range(5)
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from ngdformer.experiments import ch07 as ex
 
+pytestmark = pytest.mark.slow  # multi-seed runs: the default environment runs them, CI's extra ones skip them
+
 N, D = 40, 10
 SEEDS = range(5)
 DEEP = "depth 100"

@@ -14,6 +14,8 @@ import pytest
 import ngdformer as nf
 from ngdformer.experiments import ch08 as ex
 
+pytestmark = pytest.mark.slow  # multi-seed runs: the default environment runs them, CI's extra ones skip them
+
 N_CTX, DIM = 20, 5  # the chapter's n and d
 PLAN = {5: (500, 0.02), 10: (500, 0.02), 20: (500, 0.01)}  # the chapter's depths -> (Adam iterations, lr)
 SEEDS = range(5)

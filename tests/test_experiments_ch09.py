@@ -11,6 +11,8 @@ import ngdformer as nf
 import ngdformer.experiments.ch09 as ex
 from ngdformer.exercises import ch09 as checkers
 
+pytestmark = pytest.mark.slow  # multi-seed runs: the default environment runs them, CI's extra ones skip them
+
 
 # ---------------------------------------------------------------------------------------
 # label noise

@@ -16,6 +16,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow  # multi-seed runs: the default environment runs them, CI's extra ones skip them
+
 TESTS = Path(__file__).resolve().parent
 CHAPTERS = [p for p in sorted((TESTS.parent / "chapters").glob("[0-9][0-9]_*.ipynb"))
             if (TESTS / f"test_exercises_ch{p.name[:2]}.py").exists()]  # chapter 00 has no exercises

@@ -203,7 +203,7 @@ def test_max_margin_certifies_degenerate_duals_with_tied_support_points():
     assert failures == 0
 
 
-@pytest.mark.parametrize("n,d", [(150, 30), (300, 50)])
+@pytest.mark.parametrize("n,d", [(150, 30), pytest.param(300, 50, marks=pytest.mark.slow)])
 def test_max_margin_certifies_every_default_task_at_the_papers_sizes(n, d):
     """The support matrix is rank-deficient by construction; its zero singular values must not be inverted.
 
