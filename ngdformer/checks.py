@@ -10,6 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 
+class InputTypeError(TypeError, ValueError):
+    """An argument of the wrong type (a string for a number, a float for an integer, ...).
+
+    It is a ``TypeError``, and also a ``ValueError`` so that code catching the package's
+    ValueErrors for bad input (the command line, the course's checkers) catches it too,
+    as NumPy's ``AxisError`` is both a ``ValueError`` and an ``IndexError``.
+    """
+
+
 def as_float(name: str, a, *, ndim_min: int = 0) -> np.ndarray:
     """Return ``a`` as a floating array (float32 kept, anything else float64), finite.
 
@@ -21,7 +30,7 @@ def as_float(name: str, a, *, ndim_min: int = 0) -> np.ndarray:
     except Exception as exc:  # pragma: no cover - exotic inputs
         raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
     if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be real numeric, got dtype {arr.dtype}")
+        raise InputTypeError(f"{name} must be real numeric, got dtype {arr.dtype}")
     if arr.dtype not in (np.float32, np.float64):
         arr = arr.astype(np.float64)
     if arr.ndim < ndim_min:
@@ -74,17 +83,74 @@ def check_context(w, X, y):
     return w, X.astype(dtype, copy=False), y.astype(dtype, copy=False)
 
 
-def check_positive(name: str, value, *, integer: bool = False, allow_zero: bool = False) -> float:
-    """Check a scalar hyper-parameter is finite and positive (or >= 0)."""
+#: Largest number of layer applications (depth) or optimizer iterations any public function
+#: accepts: at the sizes of the course one application takes about a millisecond, so a
+#: million is already a quarter of an hour; beyond it a typo (1e12) would run for days.
+MAX_DEPTH = 10**6
+
+#: Largest number of float64 entries a public function will allocate for one array
+#: (2**28 entries = 2 GiB); larger requests are refused instead of exhausting memory.
+MAX_ELEMENTS = 2**28
+
+
+def _short(value) -> str:
+    """``repr`` of a bad value, cut to 80 characters for the error message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_positive(name: str, value, *, integer: bool = False, allow_zero: bool = False,
+                   maximum=None) -> float:
+    """Check a scalar hyper-parameter is finite and positive (or >= 0), and at most ``maximum``.
+
+    A value of the wrong type (a string, a bool, a float where an integer is needed) is a
+    ``TypeError``; a number out of range (NaN, inf, negative, zero, above ``maximum``, or an
+    integer too large for a float) is a ``ValueError``. Both messages name ``name`` and the value.
+    """
     if integer:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-    elif not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise InputTypeError(f"{name} must be an integer, got {_short(value)}")
+    elif not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be a real number, got {_short(value)}")
+    try:
+        finite = bool(np.isfinite(value))
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        finite = False
+    bound = ">= 0" if allow_zero else "> 0"
+    if not finite or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be finite and {bound}, got {_short(value)}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} = {_short(value)} is too large: the limit is {maximum}")
     return value
+
+
+def check_flag(name: str, value) -> bool:
+    """Check a yes/no option is a real bool (``True``/``False`` or ``np.bool_``), not ``"no"`` or 0."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be True or False, got {_short(value)}")
+    return bool(value)
+
+
+def check_generator(rng, name: str = "rng") -> np.random.Generator:
+    """Check ``rng`` is an ``np.random.Generator`` (not ``None``, a seed or the ``np.random`` module)."""
+    if not isinstance(rng, np.random.Generator):
+        raise InputTypeError(
+            f"{name} must be a numpy.random.Generator, for example np.random.default_rng(0), got {_short(rng)}"
+        )
+    return rng
+
+
+def check_size(name: str, shape) -> tuple:
+    """Refuse an array shape with more than ``MAX_ELEMENTS`` entries before allocating it."""
+    total = 1
+    for k in shape:
+        total *= int(k)
+    if total > MAX_ELEMENTS:
+        raise ValueError(
+            f"{name} would have shape {tuple(int(k) for k in shape)} = {total} entries; "
+            f"the limit is {MAX_ELEMENTS} (2 GiB of float64)"
+        )
+    return tuple(shape)
 
 
 def check_tokens(Z, n_context: int) -> np.ndarray:
@@ -94,7 +160,7 @@ def check_tokens(Z, n_context: int) -> np.ndarray:
     if D == 0 or D % 2:
         raise ValueError(f"Z must have an even, positive number of rows D = 2d, got D = {D}")
     if isinstance(n_context, bool) or not isinstance(n_context, (int, np.integer)):
-        raise ValueError(f"n_context must be an integer, got {n_context!r}")
+        raise InputTypeError(f"n_context must be an integer, got {n_context!r}")
     if not 1 <= n_context <= N - 1:
         raise ValueError(f"n_context = {n_context} is out of range: Z has N = {N} columns, need 1 <= n_context <= N - 1")
     return Z
@@ -125,6 +191,6 @@ def check_cache_gradient(dout, Z) -> np.ndarray:
     return dout.astype(np.result_type(dout, Z), copy=False)
 
 
-def check_depth(depth) -> int:
-    """Validate a number of layer applications: an integer >= 0."""
-    return check_positive("depth", depth, integer=True, allow_zero=True)
+def check_depth(depth, name: str = "depth") -> int:
+    """Validate a number of layer applications: an integer with 0 <= depth <= ``MAX_DEPTH``."""
+    return int(check_positive(name, depth, integer=True, allow_zero=True, maximum=MAX_DEPTH))
