@@ -252,3 +252,7 @@ def ngd_coefficients(w, X, y, loss: str = "exp") -> np.ndarray:
 
 
 LOSSES = {"exp": (exp_loss, exp_loss_grad), "logistic": (logistic_loss, logistic_loss_grad)}
+
+#: The gradient kernels of the losses in ``LOSSES``, for data that is already checked
+#: (the solvers' trajectories validate once and then call these in their time loop).
+_GRAD_KERNELS = {"exp": _exp_loss_grad, "logistic": _logistic_loss_grad}

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .checks import as_float, check_context, check_positive
-from .losses import LOSSES, _exp_loss_grad, _logistic_loss_grad, _margins, _weighted_sum, logsumexp, ngd_coefficients
+from .losses import _GRAD_KERNELS, LOSSES, _margins, _weighted_sum, logsumexp, ngd_coefficients
 
 
 def _loss_pair(loss: str):
@@ -97,7 +97,7 @@ def _trajectory(step, w0, X, y, eta, steps: int, loss: str) -> np.ndarray:
     if step is ngd_step:  # the data were checked once above: the loop runs the unchecked kernels
         kernel = _ngd_step if loss == "exp" else (lambda *a: step(*a, loss))
     else:
-        grad = _exp_loss_grad if loss == "exp" else _logistic_loss_grad
+        grad = _GRAD_KERNELS[loss]
         kernel = lambda w, X, y, eta: w - eta * grad(w, X, y)  # noqa: E731
     for t in range(steps):  # time loop; each step is vectorised over the batch
         out[t + 1] = kernel(out[t], X, y, float(etas[t]))

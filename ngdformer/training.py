@@ -190,7 +190,7 @@ def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float
                          batch: int = 32, lr: float = 2e-2, optimizer: str = "adam", init: str = "zeros",
                          sigma0: float | None = None, params: str = "full", init_scale: float = 0.1,
                          momentum: float = 0.0, schedule: str = "cosine",
-                         quiet: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+                         quiet: bool = False, activation: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     r"""Train one attention layer to perform one NGD step (chapter 06, paper Figs. 3-4).
 
     Every iteration draws ``batch`` fresh tasks and :math:`w_0 \sim N(0, \sigma_0^2 I_d)` from ``rng``
@@ -221,6 +221,9 @@ def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float
         iteration down to 0 at the last) or ``"constant"``. With the cosine decay the loss
         curve flattens at the end partly because the learning rate reaches 0.
     quiet : bool, silence the progress line (printed at most every ~2 s)
+    activation : None (default: the softmax layer on one-step NGD targets) or the name of an
+        elementwise attention (chapter 10), trained on one-step GD targets of the matching loss
+        by :func:`ngdformer.elementwise.train_elementwise_layer` with the same arguments
 
     Returns
     -------
@@ -243,6 +246,13 @@ def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float
            [ 0.,  0.,  0.,  0.],
            [ 0.,  0.,  0.,  0.]])
     """
+    if activation is not None:  # an elementwise layer on one-step GD targets (chapter 10)
+        from .elementwise import train_elementwise_layer
+
+        return train_elementwise_layer(rng, n=n, d=d, eta=eta, activation=activation, iterations=iterations,
+                                       batch=batch, lr=lr, optimizer=optimizer, init=init, sigma0=sigma0,
+                                       params=params, init_scale=init_scale, momentum=momentum,
+                                       schedule=schedule, quiet=quiet)
     for name, value in (("n", n), ("d", d), ("batch", batch)):
         check_positive(name, value, integer=True)
     check_positive("iterations", iterations, integer=True, allow_zero=True)
