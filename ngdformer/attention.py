@@ -19,29 +19,35 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .checks import check_cache_gradient, check_layer
+from .checks import (InputTypeError, as_float, check_cache_gradient, check_flag,
+                     check_layer)
 
 
 def softmax(s, axis: int | None = None) -> np.ndarray:
     r"""Softmax :math:`p_i = e^{s_i - \max s} / \sum_j e^{s_j - \max s}` along ``axis``.
 
+    Finite for any finite scores, however large (a difference below the float range
+    gives an exact 0 weight); NaN or infinite scores are refused.
+
     Parameters
     ----------
-    s : ndarray of shape (..., n_keys, Nq), or (n,) for a single vector
+    s : ndarray of shape (..., n_keys, Nq), or (n,) for a single vector; finite, and not
+        empty along ``axis``.
     axis : int or None. The default (None) is the keys axis: -2, or 0 for a 1-D ``s``.
 
     Returns
     -------
-    p : ndarray, the shape of ``s``; non-negative, summing to 1 along ``axis``.
+    p : ndarray, the shape of ``s`` (float32 stays float32, anything else is float64);
+        non-negative, summing to 1 along ``axis``.
 
     Examples
     --------
     >>> softmax(np.array([0.0, np.log(3.0)]))
     array([0.25, 0.75])
     """
-    s = np.asarray(s)
-    axis = _keys_axis(s) if axis is None else axis
-    e = np.exp(s - np.max(s, axis=axis, keepdims=True))  # shifted: never overflows
+    s, axis = _check_scores("s", s, axis)
+    with np.errstate(over="ignore"):  # s - max below the float range is -inf: weight 0
+        e = np.exp(s - np.max(s, axis=axis, keepdims=True))  # shifted: e <= 1
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
@@ -51,14 +57,14 @@ def softmax_backward(dp, p, axis: int | None = None) -> np.ndarray:
     Parameters
     ----------
     dp : ndarray, gradient with respect to the softmax output ``p``, same shape as ``p``
-    p : ndarray, the softmax output
+    p : ndarray, the softmax output (finite)
     axis : int or None, as in :func:`softmax`
 
     Returns
     -------
     ds : ndarray, gradient with respect to the scores, the shape of ``p``
     """
-    axis = _keys_axis(np.asarray(p)) if axis is None else axis
+    dp, p, axis = _check_softmax_gradient(dp, p, axis)
     return p * (dp - np.sum(p * dp, axis=axis, keepdims=True))
 
 
@@ -98,7 +104,7 @@ def attention_forward(Z, W, V, n_context: int, *, attend_self: bool = False,
     attend_self : bool. If True, keys and values are all N columns, so every query also
         attends to itself (the "attention sink" variant of chapter 04).
     query_only : bool. If True, only the last column is a query and is updated; the
-        others are returned unchanged.
+        others are returned unchanged. Both flags must be ``True`` or ``False``.
 
     Returns
     -------
@@ -117,6 +123,7 @@ def attention_forward(Z, W, V, n_context: int, *, attend_self: bool = False,
     array([ 0.25, -0.5 ])
     """
     Z, W, V = check_layer(Z, W, V, n_context)
+    _check_flags(attend_self=attend_self, query_only=query_only)
     n_keys = Z.shape[-1] if attend_self else n_context
     K = Z[..., :n_keys]  # (..., D, n_keys) keys, also the values
     Q = Z[..., -1:] if query_only else Z  # (..., D, Nq) queries
@@ -142,7 +149,8 @@ def attention_backward(dout, cache: AttentionCache) -> tuple[np.ndarray, ...]:
 
     Parameters
     ----------
-    dout : ndarray of shape (..., D, N), gradient of a scalar with respect to ``out``.
+    dout : ndarray of shape (..., D, N), the shape of ``out``, finite: gradient of a
+        scalar with respect to ``out``.
     cache : AttentionCache from :func:`attention_forward` or ``fast.attention_forward``.
 
     Returns
@@ -160,7 +168,7 @@ def attention_backward(dout, cache: AttentionCache) -> tuple[np.ndarray, ...]:
     >>> dZ.shape, dW.shape, dV.shape
     ((3, 4, 5), (4, 4), (4, 4))
     """
-    dout = check_cache_gradient(dout, cache.Z)
+    dout = _check_gradient(dout, cache)
     Z, W, V, n_keys, query_only, T, A, U = cache
     D, K = Z.shape[-2], Z[..., :n_keys]
     Q = Z[..., -1:] if query_only else Z
@@ -196,12 +204,13 @@ def attention_naive(Z, W, V, n_context: int, *, attend_self: bool = False,
     out : ndarray of shape (..., D, N)
     """
     Z, W, V = check_layer(Z, W, V, n_context)
+    _check_flags(attend_self=attend_self, query_only=query_only)
     D, N = Z.shape[-2:]
     if Z.ndim > 2:
         options = dict(attend_self=attend_self, query_only=query_only)
         tasks = Z.reshape(-1, D, N)
         items = [attention_naive(z, W, V, n_context, **options) for z in tasks]
-        return np.stack(items).reshape(Z.shape)
+        return np.array(items, dtype=Z.dtype).reshape(Z.shape)  # also for no tasks
     n_keys = N if attend_self else n_context
     out = Z.copy()
     for j in (range(N - 1, N) if query_only else range(N)):
@@ -211,3 +220,42 @@ def attention_naive(Z, W, V, n_context: int, *, attend_self: bool = False,
         p /= p.sum()
         out[:, j] = q + V @ sum(p[i] * Z[:, i] for i in range(n_keys))
     return out
+
+
+# --- validation at the public boundary (one call at the top of each function) ---------
+
+
+def _check_scores(name: str, s, axis):
+    """Validate the scores (finite, at least 1-D) and the axis (in range, not empty)."""
+    s = as_float(name, s, ndim_min=1)
+    axis = _keys_axis(s) if axis is None else axis
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise InputTypeError(f"axis must be an integer or None, got {axis!r}")
+    if not -s.ndim <= axis < s.ndim:
+        raise ValueError(f"axis = {axis} is out of range for {name} of shape {s.shape}")
+    if s.shape[axis] == 0:
+        raise ValueError(f"{name} has shape {s.shape}: axis {axis} is empty")
+    return s, int(axis)
+
+
+def _check_softmax_gradient(dp, p, axis):
+    """Validate the input of :func:`softmax_backward`: ``p``, ``dp`` of its shape."""
+    p, axis = _check_scores("p", p, axis)
+    dp = as_float("dp", dp)
+    if dp.shape != p.shape:
+        raise ValueError(f"dp has shape {dp.shape}, expected {p.shape}, the shape of p")
+    return dp, p, axis
+
+
+def _check_flags(**flags) -> None:
+    """Refuse a yes/no option that is not a bool: ``"no"``, ``"False"``, 0 or 1."""
+    for name, value in flags.items():
+        check_flag(name, value)
+
+
+def _check_gradient(dout, cache):
+    """Validate the input of :func:`attention_backward`: the cache, and ``dout``."""
+    if not isinstance(cache, AttentionCache):
+        raise InputTypeError("cache must be the AttentionCache returned by "
+                             f"attention_forward, got {type(cache).__name__}")
+    return check_cache_gradient(dout, cache.Z)

@@ -112,9 +112,11 @@ def check_positive(name: str, value, *, integer: bool = False, allow_zero: bool 
             raise InputTypeError(f"{name} must be an integer, got {_short(value)}")
     elif not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
         raise InputTypeError(f"{name} must be a real number, got {_short(value)}")
+    if integer and int(value) > np.iinfo(np.int64).max:  # e.g. 10**30: no array can hold it
+        raise ValueError(f"{name} = {_short(value)} is too large: the limit is {maximum or np.iinfo(np.int64).max}")
     try:
-        finite = bool(np.isfinite(value))
-    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        finite = bool(np.isfinite(float(value)))
+    except OverflowError:  # an int beyond the float range, e.g. eta = 10**400
         finite = False
     bound = ">= 0" if allow_zero else "> 0"
     if not finite or value < 0 or (value == 0 and not allow_zero):

@@ -17,18 +17,40 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import as_float, check_context, check_positive
+from .attention import softmax
+from .checks import InputTypeError, as_float, check_context, check_positive, check_size
 from .losses import _margins, _weighted_sum
+
+
+def _check_margins(w, X, y):
+    r"""Validate ``w`` (required), ``X``, ``y``; return them and the margins :math:`m_i = y_i \langle w, x_i\rangle`.
+
+    Finite inputs can still give margins beyond the float range (``w`` of size 1e308); they are
+    refused here rather than turned into NaN further down.
+    """
+    if w is None:
+        raise InputTypeError("w must be an array of shape (..., d), got None")
+    w, X, y = check_context(w, X, y)
+    m = _margins(w, X, y)  # (..., n)
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"the margins y_i <w, x_i> overflow ({m[~np.isfinite(m)].ravel()[0]}): w (largest entry "
+                         f"{np.max(np.abs(w)):.3g}) and X (largest entry {np.max(np.abs(X)):.3g}) are too large")
+    return w, X, y, m
+
 
 # ---------------------------------------------------------------------------
 # Attention sink: GD on log(1 + sum_j exp(-m_j)).
 # ---------------------------------------------------------------------------
 
 
-def _sink_logits(w, X, y) -> np.ndarray:
-    """Logits ``[0, -m_1, ..., -m_n]`` with the sink first; shape (..., n + 1)."""
-    m = _margins(w, X, y)  # (..., n)
+def _sink_logits(m) -> np.ndarray:
+    """Logits ``[0, -m_1, ..., -m_n]`` with the sink first; shape (..., n + 1), from the margins m (..., n)."""
     return np.concatenate([np.zeros(m.shape[:-1] + (1,), dtype=m.dtype), -m], axis=-1)
+
+
+def _sink_weights(m) -> np.ndarray:
+    """Weights of the context keys from checked margins m (..., n); see :func:`sink_weights`."""
+    return softmax(_sink_logits(m), axis=-1)[..., 1:]  # (..., n): the sink's weight dropped
 
 
 def sink_loss(w, X, y) -> np.ndarray:
@@ -48,10 +70,11 @@ def sink_loss(w, X, y) -> np.ndarray:
     -------
     loss : ndarray of shape (...), one loss per batch entry, > 0.
     """
-    w, X, y = check_context(w, X, y)
-    a = _sink_logits(w, X, y)
+    _, _, _, m = _check_margins(w, X, y)
+    a = _sink_logits(m)
     amax = np.max(a, axis=-1, keepdims=True)  # >= 0 because of the sink logit
-    return amax[..., 0] + np.log(np.sum(np.exp(a - amax), axis=-1))
+    with np.errstate(over="ignore"):  # a - amax below the float range is -inf: a term exp(-inf) = 0
+        return amax[..., 0] + np.log(np.sum(np.exp(a - amax), axis=-1))
 
 
 def sink_weights(w, X, y) -> np.ndarray:
@@ -70,10 +93,7 @@ def sink_weights(w, X, y) -> np.ndarray:
     -------
     q : ndarray of shape (..., n), non-negative weights of the context keys; they sum to less than 1.
     """
-    w, X, y = check_context(w, X, y)
-    a = _sink_logits(w, X, y)
-    e = np.exp(a - np.max(a, axis=-1, keepdims=True))  # (..., n + 1)
-    return (e / np.sum(e, axis=-1, keepdims=True))[..., 1:]
+    return _sink_weights(_check_margins(w, X, y)[3])
 
 
 def sink_loss_grad(w, X, y) -> np.ndarray:
@@ -91,8 +111,8 @@ def sink_loss_grad(w, X, y) -> np.ndarray:
     -------
     dw : ndarray of shape (..., d), the gradient.
     """
-    w, X, y = check_context(w, X, y)
-    return -_weighted_sum(sink_weights(w, X, y), X, y)
+    _, X, y, m = _check_margins(w, X, y)
+    return -_weighted_sum(_sink_weights(m), X, y)
 
 
 def sink_step(w, X, y, eta: float) -> np.ndarray:
@@ -112,7 +132,8 @@ def sink_step(w, X, y, eta: float) -> np.ndarray:
     w_next : ndarray of shape (..., d), the next iterate.
     """
     check_positive("eta", eta)
-    return w - eta * sink_loss_grad(w, X, y)
+    w, X, y, m = _check_margins(w, X, y)
+    return w + eta * _weighted_sum(_sink_weights(m), X, y)  # w - eta * grad
 
 
 # ---------------------------------------------------------------------------
@@ -140,17 +161,19 @@ def preconditioned_ngd_step(w, X, y, eta: float, P) -> np.ndarray:
     y : ndarray of shape (..., n), labels in {-1, +1}.
     eta : float > 0, the step size.
     P : ndarray of shape (d, d), the preconditioner (any square matrix; SPD for a descent direction).
+        It multiplies the column vector :math:`g = \sum_i p_i y_i x_i` from the left, :math:`P g`
+        (as :math:`V_{21} = \eta P` does in :func:`preconditioned_weights`); with iterates stored as
+        rows that is ``g @ P.T``, which differs from ``g @ P`` when P is not symmetric.
 
     Returns
     -------
     w_next : ndarray of shape (..., d), the next iterate; leading dimensions of ``w`` and ``X`` broadcast.
+        float32 only if every input (``P`` included) is float32, float64 otherwise.
     """
     check_positive("eta", eta)
-    w, X, y = check_context(w, X, y)
+    w, X, y, m = _check_margins(w, X, y)
     P = _check_preconditioner(P, X.shape[-1])
-    m = _margins(w, X, y)  # (..., n)
-    e = np.exp(-m - np.max(-m, axis=-1, keepdims=True))
-    p = e / np.sum(e, axis=-1, keepdims=True)  # softmax(-m)
+    p = softmax(-m, axis=-1)  # (..., n)
     return w + eta * _weighted_sum(p, X, y) @ P.T  # row vectors: (P g)^T = g^T P^T
 
 
@@ -177,6 +200,7 @@ def preconditioned_weights(d: int, eta: float, P) -> tuple[np.ndarray, np.ndarra
     """
     check_positive("d", d, integer=True)
     check_positive("eta", eta)
+    check_size("W", (2 * d, 2 * d))
     P = _check_preconditioner(P, d)
     W = np.zeros((2 * d, 2 * d))
     V = np.zeros((2 * d, 2 * d))

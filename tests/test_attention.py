@@ -1,6 +1,7 @@
 """The hand-written attention layer: finite differences for every input, naive reference, batching, extremes."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -57,6 +58,33 @@ def test_softmax_ties_and_huge_scores():
     assert np.all(np.isfinite(p))
     np.testing.assert_allclose(p[:, 0], [1 / (1 + np.exp(-1.0)), np.exp(-1.0) / (1 + np.exp(-1.0))], rtol=1e-15)
     np.testing.assert_array_equal(p[:, 1], [0.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float64, 1e300), (np.float64, np.finfo(np.float64).max),
+                                        (np.float32, 3e38), (np.float32, np.finfo(np.float32).max)])
+def test_softmax_of_scores_at_the_ends_of_the_float_range_is_exact_and_silent(dtype, big):
+    """s - max s can fall below the float range (-2 * big): that weight is an exact 0, with no overflow warning."""
+    s = np.array([[big, -big, big, 0.0], [-big, -big, -big, -big]], dtype=dtype).T  # (4 keys, 2 queries)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = softmax(s)
+        ds = softmax_backward(np.ones_like(s), p)
+    assert p.dtype == dtype and ds.dtype == dtype
+    np.testing.assert_array_equal(p, np.array([[0.5, 0.0, 0.5, 0.0], [0.25] * 4], dtype=dtype).T)  # ties share
+    np.testing.assert_array_equal(ds, 0.0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_softmax_refuses_non_finite_scores(bad):
+    """NaN would spread silently through the layer; +-inf are not scores (mask by leaving keys out)."""
+    s = np.zeros((2, 3, 2))
+    s[1, 2, 0] = bad
+    with pytest.raises(ValueError, match=rf"^s contains a non-finite value \({bad}\)"):
+        softmax(s)
+    with pytest.raises(ValueError, match=rf"^p contains a non-finite value \({bad}\)"):
+        softmax_backward(np.ones_like(s), s)
+    with pytest.raises(ValueError, match=rf"^dp contains a non-finite value \({bad}\)"):
+        softmax_backward(s, softmax(np.zeros_like(s)))
 
 
 # --- attention backward: Z (queries and keys), W, V --------------------------------------------------
@@ -138,6 +166,37 @@ def test_batched_forward_and_backward_equal_loop_of_single_items(options):
     dZ2, dW2, dV2 = attention_backward(G.reshape(5, 1, 6, 8), cache2)
     np.testing.assert_allclose(dZ2.reshape(dZ.shape), dZ, rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(dW2, dW, rtol=1e-13, atol=1e-13)
+
+
+def test_default_flags_are_the_documented_ones_in_every_layer():
+    """No flags passed: attend_self=False, query_only=False in attention_forward, attention_naive and the cache."""
+    Z, W, V, _, _ = _layer(6, 2, 2, 3, 1)  # an extra column, so every choice of the flags gives another output
+    explicit, _ = attention_forward(Z, W, V, 3, attend_self=False, query_only=False)
+    default, cache = attention_forward(Z, W, V, 3)
+    np.testing.assert_array_equal(default, explicit)
+    assert cache.n_keys == 3 and cache.query_only is False
+    np.testing.assert_allclose(attention_naive(Z, W, V, 3), default, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(attention_naive(Z[0], W, V, 3), default[0], rtol=1e-12, atol=1e-12)
+    for options in OPTIONS:  # a changed default would be one of the other three
+        if options != dict(attend_self=False, query_only=False):
+            assert np.max(np.abs(attention_forward(Z, W, V, 3, **options)[0] - default)) > 1e-3, options
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_backward_refuses_a_non_finite_or_misshaped_dout(bad):
+    Z, W, V, G, _ = _layer(7, 2, 2, 3, 1)
+    for options in OPTIONS:
+        _, cache = attention_forward(Z, W, V, 3, **options)
+        G_bad = G.copy()
+        G_bad[1, 0, -1] = bad  # on the query column, which the backward reads
+        with pytest.raises(ValueError, match=rf"^dout contains a non-finite value \({bad}\)"):
+            attention_backward(G_bad, cache)
+        with pytest.raises(ValueError, match=r"dout has shape \(1, 4, 5\), expected \(2, 4, 5\)"):
+            attention_backward(G[:1], cache)  # another batch
+        with pytest.raises(ValueError, match=r"dout has shape \(2, 4, 4\), expected \(2, 4, 5\)"):
+            attention_backward(G[..., :4], cache)  # another number of tokens
+        with pytest.raises(TypeError, match="cache must be the AttentionCache returned by attention_forward"):
+            attention_backward(G, tuple(cache))
 
 
 def test_query_only_updates_only_the_last_column():

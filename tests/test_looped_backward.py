@@ -8,8 +8,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ngdformer import (assert_gradients_close, check_directions, context_is_inert, fast, looped_backward,
-                       looped_forward, looped_forward_with_cache, numeric_jacobian, stack_backward, stack_forward)
+from ngdformer import (assert_gradients_close, attention_backward, check_directions, context_is_inert, fast,
+                       looped_backward, looped_forward, looped_forward_with_cache, numeric_jacobian, stack_backward,
+                       stack_forward)
 from numerics import scaled_error
 
 shapes = st.fixed_dictionaries({
@@ -58,6 +59,44 @@ def test_stacked_backward_matches_finite_differences(s):
             return np.sum(G * stack_forward(Z, new, n, **kw)[0])
         assert_gradients_close(*check_directions(lambda w: f(w, V), W, dW, rng, 2), f"stacked dW[{k}]")
         assert_gradients_close(*check_directions(lambda v: f(W, v), V, dV, rng, 2), f"stacked dV[{k}]")
+
+
+@given(shapes.filter(lambda s: s["L"] >= 2))
+def test_each_layer_of_a_stack_gets_its_own_gradient(s):
+    """Different layers, checked without the package's gradient checker: layer k's (dW, dV) equal
+
+    (a) attention_backward called by hand on layer k's cache, fed the gradient undone by hand through
+        the layers after k, and
+    (b) central differences written here, perturbing only layer k along a random direction.
+
+    A list in the wrong order (or one layer's gradient repeated) gives another layer's numbers."""
+    rng, Z, layers, G, n, kw = _setup(s)
+    layers = [(c * W, c * V) for c, (W, V) in zip(np.linspace(0.5, 1.5, len(layers)), layers)]  # all different
+    _, caches = stack_forward(Z, layers, n, **kw)
+    dZ, grads = stack_backward(G, caches)
+    assert len(grads) == len(layers)
+    h = 1e-6
+    for k in range(len(layers)):
+        g = G
+        for cache in caches[:k:-1]:  # the layers after k, last first
+            g = attention_backward(g, cache)[0]
+        _, dW_k, dV_k = attention_backward(g, caches[k])
+        np.testing.assert_array_equal(grads[k][0], dW_k)
+        np.testing.assert_array_equal(grads[k][1], dV_k)
+        for which in (0, 1):  # W_k, then V_k
+            direction = rng.standard_normal(layers[k][which].shape)
+
+            def J(t, k=k, which=which, direction=direction):
+                pair = list(layers[k])
+                pair[which] = pair[which] + t * direction
+                return float(np.sum(G * stack_forward(Z, layers[:k] + [tuple(pair)] + layers[k + 1:], n, **kw)[0]))
+
+            num, ana = (J(h) - J(-h)) / (2 * h), float(np.sum(grads[k][which] * direction))
+            assert abs(num - ana) <= 1e-6 + 1e-5 * abs(ana), (k, "WV"[which], num, ana)
+    g = G
+    for cache in reversed(caches):  # and dZ is every layer undone by hand
+        g = attention_backward(g, cache)[0]
+    np.testing.assert_array_equal(dZ, g)
 
 
 @given(shapes)

@@ -74,6 +74,32 @@ def test_preconditioned_layer_is_a_preconditioned_step(scale):
     assert nf.rel_error(direct, nf.preconditioned_ngd_step(w, X, y, 0.7, P)) < 1e-13
 
 
+@pytest.mark.parametrize("scale", [0.0, 1.0, 30.0])
+def test_a_non_symmetric_preconditioner_multiplies_the_column_vector_from_the_left(scale):
+    """The documented convention w + eta P g (g = sum_i p_i y_i x_i a column), not w + eta P^T g.
+
+    Every other test uses a symmetric P, for which the two agree; here P is not symmetric, and the step,
+    the layer of preconditioned_weights and a formula written out task by task must all agree."""
+    rng, X, y, w = _task(7, B=3, n=6, d=3, scale=scale)
+    P = rng.standard_normal((3, 3)) + 2.0 * np.eye(3)
+    assert np.max(np.abs(P - P.T)) > 0.5
+    eta = 0.4
+    expected, transposed = np.empty_like(w), np.empty_like(w)
+    for b in range(3):
+        m = np.array([y[b, i] * (X[b, i] @ w[b]) for i in range(6)])
+        p = np.exp(-(m - m.min()))  # softmax(-m), shifted by its largest entry
+        p /= p.sum()
+        g = sum(p[i] * y[b, i] * X[b, i] for i in range(6))  # (d,) a column vector
+        expected[b] = w[b] + eta * (P @ g)
+        transposed[b] = w[b] + eta * (P.T @ g)  # the other convention
+    step = nf.preconditioned_ngd_step(w, X, y, eta, P)
+    assert nf.rel_error(step, expected) < 1e-13
+    W, V = nf.preconditioned_weights(3, eta, P)
+    out, _ = nf.attention_forward(nf.embed(X, y, w), W, V, 6)
+    assert nf.rel_error(nf.read_weights(out), expected) < 1e-13
+    assert nf.rel_error(transposed, expected) > 1e-2  # the test tells the two conventions apart
+
+
 def test_preconditioned_ngd_is_ngd_in_whitened_coordinates():
     """w = P^{1/2} u with data P^{1/2} x: preconditioned NGD on w is plain NGD on u."""
     rng, X, y, w = _task(5, B=2, n=8, d=3)
