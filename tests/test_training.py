@@ -1,4 +1,5 @@
-"""Training by hand: loss gradients, one-step training reaching the construction, the unexcited blocks, looped training."""
+"""Training by hand: loss gradients, one-step training reaching the construction, the unexcited blocks,
+looped training."""
 
 import numpy as np
 import pytest
@@ -89,7 +90,8 @@ def test_block_helpers_and_diagnostics():
 
 @pytest.fixture(scope="module")
 def zero_start():
-    return train_one_step_layer(np.random.default_rng(1), n=8, d=3, eta=0.5, iterations=500, batch=32, lr=0.03, quiet=True)
+    return train_one_step_layer(np.random.default_rng(1), n=8, d=3, eta=0.5, iterations=500, batch=32, lr=0.03,
+                                quiet=True)
 
 
 def test_one_step_training_reaches_the_construction(zero_start):
@@ -175,7 +177,8 @@ def test_sgd_with_momentum_also_trains():
 
 
 def test_looped_training_learns_identity_like_blocks():
-    W, V, hist = train_looped(np.random.default_rng(0), n=12, d=3, depth=3, iterations=300, batch=16, lr=0.03, quiet=True)
+    W, V, hist = train_looped(np.random.default_rng(0), n=12, d=3, depth=3, iterations=300, batch=16, lr=0.03,
+                              quiet=True)
     assert hist["loss"][-20:].mean() < 0.5 * hist["loss"][:5].mean()
     assert hist["c1"][-1] > 0.3 and hist["c2"][-1] > 0.1  # scores -c1 m_i, steps +c2 along sum p_i y_i x_i
     assert hist["w12_off"][-1] < hist["w12_off"][0]
@@ -214,14 +217,15 @@ def test_looped_training_bad_arguments(kwargs, match):
         train_looped(np.random.default_rng(0), **(dict(n=5, d=2, depth=2, iterations=2, quiet=True) | kwargs))
 
 
-def test_one_step_loss_treats_a_single_task_as_a_batch_of_one():
+def test_one_step_loss_is_the_mean_over_batches_of_one_and_refuses_an_unbatched_task():
     Z, target = one_step_batch(np.random.default_rng(8), 3, 5, 2, 0.5)
     W, V = 0.1 * np.ones((4, 4)), 0.2 * np.eye(4)
-    for b in range(3):
-        single = one_step_loss(W, V, Z[b], target[b])
-        batched = one_step_loss(W, V, Z[b:b + 1], target[b:b + 1])
-        assert single[0] == pytest.approx(batched[0], rel=1e-15)
-        for g1, gB in zip(single[1:], batched[1:]):
-            np.testing.assert_allclose(g1, gB, rtol=1e-14, atol=1e-16)
+    J, dW, dV = one_step_loss(W, V, Z, target)
+    singles = [one_step_loss(W, V, Z[b:b + 1], target[b:b + 1]) for b in range(3)]
+    assert J == pytest.approx(np.mean([s[0] for s in singles]), rel=1e-14)
+    np.testing.assert_allclose(dW, np.mean([s[1] for s in singles], axis=0), rtol=1e-13, atol=1e-16)
+    np.testing.assert_allclose(dV, np.mean([s[2] for s in singles], axis=0), rtol=1e-13, atol=1e-16)
+    with pytest.raises(ValueError, match=r"Z has shape \(4, 6\), expected a batch of shape \(B, D, N\)"):
+        one_step_loss(W, V, Z[0], target[0])  # a single task is Z[None], target[None]
     with pytest.raises(ValueError, match="target has shape"):
         one_step_loss(W, V, Z, target[:2])
