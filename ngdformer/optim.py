@@ -5,11 +5,11 @@ returns new arrays and a new state; nothing is modified in place, so a training
 loop reads ``params, state = adam_update(params, grads, state, lr=1e-2)``.
 
 .. math::
-    \text{SGD:}\quad v_t = \mu v_{t-1} + g_t,\qquad \theta_t = \theta_{t-1} - \alpha v_t
+    \text{SGD:}\quad v_t = \mu v_{t-1} + g_t,\qquad \theta_t = \theta_{t-1} - \mathrm{lr}\, v_t
 
     \text{Adam:}\quad m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad
     s_t = \beta_2 s_{t-1} + (1-\beta_2) g_t^2,\quad
-    \theta_t = \theta_{t-1} - \alpha\,\frac{m_t / (1-\beta_1^t)}{\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
+    \theta_t = \theta_{t-1} - \mathrm{lr}\,\frac{m_t / (1-\beta_1^t)}{\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
 """
 
 from __future__ import annotations
@@ -102,16 +102,16 @@ def sgd_init(params) -> SGDState:
 
 
 def sgd_update(params, grads, state: SGDState, *, lr: float, momentum: float = 0.0) -> tuple[tuple, SGDState]:
-    r"""One SGD step with heavy-ball momentum, :math:`v \leftarrow \mu v + g,\ \theta \leftarrow \theta - \alpha v`.
+    r"""One SGD step with heavy-ball momentum, :math:`v \leftarrow \mu v + g,\ \theta \leftarrow \theta - \mathrm{lr}\, v`.
 
-    With ``momentum = 0`` this is plain gradient descent :math:`\theta \leftarrow \theta - \alpha g`.
+    With ``momentum = 0`` this is plain gradient descent :math:`\theta \leftarrow \theta - \mathrm{lr}\, g`.
 
     Parameters
     ----------
     params : tuple of ndarray, the parameters :math:`\theta` (not modified).
     grads : tuple of ndarray, the gradients :math:`g`, one per parameter, same shapes as ``params``.
     state : SGDState, from :func:`sgd_init` or a previous update.
-    lr : float > 0, the step size :math:`\alpha`.
+    lr : float > 0, the learning rate.
     momentum : float in [0, 1), the momentum :math:`\mu` (default 0).
 
     Returns
@@ -155,7 +155,7 @@ def adam_update(params, grads, state: AdamState, *, lr: float, beta1: float = 0.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad s_t = \beta_2 s_{t-1} + (1-\beta_2) g_t^2,\quad
-        \theta_t = \theta_{t-1} - \alpha\,\hat m_t / (\sqrt{\hat s_t} + \epsilon),\quad
+        \theta_t = \theta_{t-1} - \mathrm{lr}\,\hat m_t / (\sqrt{\hat s_t} + \epsilon),\quad
         \hat m_t = \frac{m_t}{1-\beta_1^t},\ \hat s_t = \frac{s_t}{1-\beta_2^t}
 
     An entry whose gradient has always been exactly zero never moves (0 / (0 + eps) = 0).
@@ -165,7 +165,7 @@ def adam_update(params, grads, state: AdamState, *, lr: float, beta1: float = 0.
     params : tuple of ndarray, the parameters :math:`\theta` (not modified).
     grads : tuple of ndarray, the gradients :math:`g_t`, one per parameter, same shapes as ``params``.
     state : AdamState, from :func:`adam_init` or a previous update.
-    lr : float > 0, the step size :math:`\alpha`.
+    lr : float > 0, the learning rate.
     beta1 : float in [0, 1), decay :math:`\beta_1` of the first moment (default 0.9).
     beta2 : float in [0, 1), decay :math:`\beta_2` of the second moment (default 0.999).
     eps : float > 0, :math:`\epsilon` in the denominator (default 1e-8).
@@ -203,19 +203,19 @@ def _adam_step(params, grads, state: AdamState, *, lr: float, beta1: float = 0.9
 def cosine_lr(lr: float, step: int, steps: int) -> float:
     r"""Cosine learning-rate schedule, from ``lr`` at t = 0 down to 0 at t = T.
 
-    .. math:: \alpha_t = \alpha\,\tfrac12(1 + \cos(\pi t / T))
+    .. math:: \mathrm{lr}_t = \mathrm{lr}\,\tfrac12(1 + \cos(\pi t / T))
 
     Parameters
     ----------
-    lr : float > 0, the initial step size :math:`\alpha`.
+    lr : float > 0, the initial learning rate.
     step : int, the current step t, 0 <= t <= max(T, 1).
     steps : int >= 0, the total number of steps T (0 counts as 1), at most ``MAX_DEPTH``.
 
     Returns
     -------
-    lr_t : float, the step size :math:`\alpha_t`: ``lr`` at t = 0, ``lr / 2`` at t = T/2 and 0 at t = T.
+    lr_t : float, the learning rate of step t: ``lr`` at t = 0, ``lr / 2`` at t = T/2 and 0 at t = T.
         A loop of T iterations t = 0, ..., T - 1 (the trainers of chapters 06 and 08) never reaches 0:
-        its last step is :math:`\alpha (1 - \cos(\pi / T)) / 2 \approx \alpha \pi^2 / (4T^2)`.
+        its last step is :math:`\mathrm{lr}\,(1 - \cos(\pi / T)) / 2 \approx \mathrm{lr}\,\pi^2 / (4T^2)`.
     """
     check_positive("lr", lr)
     check_positive("steps", steps, integer=True, allow_zero=True, maximum=MAX_DEPTH)
