@@ -11,14 +11,27 @@ import time
 import numpy as np
 
 from .attention import attention_forward
+from .checks import MAX_DEPTH, MAX_ELEMENTS, InputTypeError, check_flag
 from .construction import ngd_weights
 from .ood import Shift, evaluate_shift
 from .plots import COLORS, depth_curves
 from .solvers import ngd_step
 from .tasks import embed, read_weights, sample_tasks
-from .train_cli import tour_training_stage
+from .train_cli import (MAX_D, MAX_SEED, MAX_STEP, N_TEST, Bound, check_options, check_out_folder, check_sizes,
+                        tour_training_stage, undefined_as_na)
 
 DEPTHS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+#: The range of every numeric setting of the tour (and of its command-line option of the same name).
+TOUR_OPTIONS = {
+    "seed": Bound(int, 0, MAX_SEED),
+    "batch": Bound(int, 1, MAX_ELEMENTS),
+    "n": Bound(int, 1, MAX_ELEMENTS),
+    "d": Bound(int, 1, MAX_D),
+    "eta": Bound(float, 0, MAX_STEP, low_open=True),
+    "eta_gd": Bound(float, 0, MAX_STEP, low_open=True),
+}
+TOUR_FILES = ("tour.png", "tour_layer.npz")
 
 
 def construction_error(rng: np.random.Generator, X, y, etas=(0.1, 0.5, 1.0), scales=(0.0, 1.0, 1e3)) -> float:
@@ -89,7 +102,12 @@ def plot_tour(table: dict, path: str) -> None:
 def run_tour(*, seed: int = 0, batch: int = 64, n: int = 40, d: int = 10, eta: float = 0.25,
              eta_gd: float = 0.25, depths=DEPTHS, out: str = "out", train: bool = True,
              quiet: bool = False) -> dict:
-    """Run the whole tour, print its tables, save ``<out>/tour.png``; return the measured numbers."""
+    """Run the whole tour, print its tables, save ``<out>/tour.png``; return the measured numbers.
+
+    Every setting is checked before any work starts (:func:`check_tour_settings`).
+    """
+    depths = check_tour_settings(seed=seed, batch=batch, n=n, d=d, eta=eta, eta_gd=eta_gd, depths=depths, out=out,
+                                 train=train, quiet=quiet)
     start = time.perf_counter()
     say = (lambda *a: None) if quiet else print
     rng = np.random.default_rng(seed)
@@ -102,7 +120,7 @@ def run_tour(*, seed: int = 0, batch: int = 64, n: int = 40, d: int = 10, eta: f
     table = depth_table(rng, batch=batch, n=n, d=d, eta=eta, eta_gd=eta_gd, depths=depths)
     say(f"2. Looping the layer (eta = {eta}) against NGD (eta = {eta}) and GD on the logistic loss (eta = {eta_gd}),")
     say(f"   on {batch} fresh tasks from w0 = 0, mean over tasks; |tf-ngd| is the largest normalized difference:")
-    say(format_table(table) + "\n")
+    say(undefined_as_na(format_table(table)) + "\n")
     results = {"construction_error": err, "table": table}
     if train:
         results["training"] = tour_training_stage(rng, out, quiet=quiet)
@@ -112,3 +130,43 @@ def run_tour(*, seed: int = 0, batch: int = 64, n: int = 40, d: int = 10, eta: f
     results["seconds"] = time.perf_counter() - start
     say(f"Figure saved to {path}. Tour finished in {results['seconds']:.1f} s.")
     return results
+
+
+def tour_sizes(*, batch: int, n: int, d: int, last_depth: int = DEPTHS[-1]) -> list:
+    """The largest arrays the tour allocates, as ``(what, {setting: value}, shape)`` for :func:`check_sizes`."""
+    return [("the tokens Z (batch, 2d, n + 1)", {"batch": batch, "d": d, "n": n}, (batch, 2 * d, n + 1)),
+            ("the attention scores (batch, n, n + 1)", {"batch": batch, "n": n}, (batch, n, n + 1)),
+            (f"the held-out points (batch, {N_TEST}, d)", {"batch": batch, "d": d}, (batch, N_TEST, d)),
+            (f"the trajectories (depth + 1, batch, d) up to depth {last_depth}", {"batch": batch, "d": d},
+             (last_depth + 1, batch, d))]
+
+
+def check_tour_settings(*, seed, batch, n, d, eta, eta_gd, depths, out, train, quiet) -> np.ndarray:
+    """Check every setting of :func:`run_tour` before any work: ranges, sizes, depths and the output folder.
+
+    Parameters
+    ----------
+    seed, batch, n, d, eta, eta_gd : numbers in the ranges of ``TOUR_OPTIONS``
+    depths : sequence of int, non-decreasing, in [0, MAX_DEPTH]
+    out : str or os.PathLike, the folder for the figure (and the trained layer), created if missing
+    train, quiet : bool
+
+    Returns
+    -------
+    depths : ndarray of int64, shape (K,)
+    """
+    values = dict(seed=seed, batch=batch, n=n, d=d, eta=eta, eta_gd=eta_gd)
+    for name, value in values.items():
+        if value is None:
+            raise InputTypeError(f"{name} must be {TOUR_OPTIONS[name].describe()}, got None")
+    check_options(values, TOUR_OPTIONS, label=str)
+    arr = np.asarray(depths)
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
+        raise ValueError(f"depths must be a non-empty 1-D sequence of integers, got {str(depths)[:60]}")
+    if arr.min() < 0 or arr.max() > MAX_DEPTH or np.any(np.diff(arr) < 0):
+        raise ValueError(f"depths must be non-decreasing integers in [0, {MAX_DEPTH}], got {str(depths)[:60]}")
+    check_sizes(tour_sizes(batch=batch, n=n, d=d, last_depth=int(arr[-1])), label=str)
+    check_out_folder(out, "out", TOUR_FILES)
+    check_flag("train", train)
+    check_flag("quiet", quiet)
+    return arr.astype(np.int64)

@@ -51,5 +51,16 @@ def test_cli_help_lists_every_option(capsys):
 
 
 def test_cli_reports_bad_input(capsys, tmp_path):
-    assert main(["--n", "0", "--no-train", "--quiet", "--out", str(tmp_path)]) == 2
-    assert "n must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["--n", "0", "--no-train", "--quiet", "--out", str(tmp_path)])
+    assert info.value.code == 2 and "argument --n: must be an integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs, match", [({"seed": -1}, "seed"), ({"eta": 1e300}, "eta"), ({"n": 10**6}, "too large"),
+                                           ({"depths": (0, 5, 2)}, "depths"), ({"out": ""}, "out"),
+                                           ({"quiet": "yes"}, "quiet")])
+def test_run_tour_checks_every_setting_before_work(tmp_path, kwargs, match):
+    settings = dict(batch=4, n=8, d=3, depths=(0, 1), out=str(tmp_path / "tour"), train=False, quiet=True) | kwargs
+    with pytest.raises(ValueError, match=match):
+        run_tour(**settings)
+    assert not (tmp_path / "tour").exists()

@@ -4,6 +4,7 @@ import argparse
 import os
 
 import numpy as np
+import pytest
 
 from ngdformer.persistence import load_weights
 from ngdformer.train_cli import add_train_arguments, run_train, tour_training_stage
@@ -43,13 +44,22 @@ def test_train_looped_ngd_objective(tmp_path, capsys):
             "--batch", "4", "--ood-depth", "6", "--ood-batch", "4", "--out", str(tmp_path)]
     assert run_train(_args(*argv)) == 0
     assert "objective ngd" in capsys.readouterr().out
-    assert run_train(_args(*argv[:4], "--eta", "-1", *argv[6:], "--quiet")) == 2
-    assert "eta" in capsys.readouterr().err
+    args = _args(*argv, "--quiet")
+    args.eta = -1.0  # a namespace built by hand is held to the parser's ranges
+    assert run_train(args) == 2
+    assert "argument --eta: must be a number in (0, 1000], got '-1.0'" in capsys.readouterr().err
 
 
 def test_bad_input_exits_with_2(tmp_path, capsys):
-    assert run_train(_args("--n", "0", "--out", str(tmp_path), "--quiet")) == 2
-    assert "n must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # the parser refuses it
+        _args("--n", "0", "--out", str(tmp_path), "--quiet")
+    assert info.value.code == 2
+    assert "argument --n: must be an integer in [1, 268435456], got '0'" in capsys.readouterr().err
+    args = _args("--out", str(tmp_path), "--quiet")
+    args.n = 0  # and so does run_train, for a namespace built by hand
+    assert run_train(args) == 2
+    assert "argument --n: must be an integer" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before any work
 
 
 def test_tour_training_stage(tmp_path, capsys):
