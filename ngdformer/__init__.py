@@ -15,12 +15,17 @@ from . import fast
 from .tasks import embed, read_weights, sample_points, sample_tasks, sample_w_star
 # Losses and solvers: margins, losses, GD, NGD, the max-margin reference
 from .losses import (exp_log_loss, exp_loss, exp_loss_grad, logistic_loss, logistic_loss_grad, margins,
-                     ngd_coefficients, sigmoid)
+                     ngd_coefficients, sigmoid, squared_hinge_loss, squared_hinge_loss_grad, squared_loss,
+                     squared_loss_grad)
 from .solvers import (MaxMarginResult, gd, gd_step, kkt_residuals, max_margin, max_margin_dual, ngd, ngd_step,
                       normalized_margin)
 # The layer: softmax attention forward and backward, and the per-token reference
 from .attention import (AttentionCache, attention_backward, attention_forward, attention_naive, softmax,
                         softmax_backward)
+# Elementwise attention: the softmax replaced by a function of each score; one GD step per layer
+from .elementwise import (ACTIVATION_LOSS, ACTIVATIONS, ElementwiseCache, elementwise_attention_backward,
+                          elementwise_attention_forward, elementwise_attention_naive, elementwise_one_step_loss,
+                          elementwise_trajectory, gd_weights, train_elementwise_layer)
 # The construction: W*, V*, stacked and looped models
 from .construction import (context_is_inert, looped_backward, looped_forward, looped_forward_with_cache,
                            ngd_weights, stack_backward, stack_forward)
@@ -52,9 +57,14 @@ __all__ = [
     # losses and solvers
     "margins", "exp_loss", "exp_loss_grad", "exp_log_loss", "logistic_loss", "logistic_loss_grad", "sigmoid",
     "ngd_coefficients", "gd_step", "ngd_step", "gd", "ngd", "max_margin", "max_margin_dual", "MaxMarginResult",
-    "kkt_residuals", "normalized_margin",
+    "kkt_residuals", "normalized_margin", "squared_loss", "squared_loss_grad", "squared_hinge_loss",
+    "squared_hinge_loss_grad",
     # the layer
     "softmax", "softmax_backward", "attention_forward", "attention_backward", "AttentionCache", "attention_naive",
+    # elementwise attention
+    "ACTIVATIONS", "ACTIVATION_LOSS", "elementwise_attention_forward", "elementwise_attention_backward",
+    "ElementwiseCache", "elementwise_attention_naive", "gd_weights", "elementwise_trajectory",
+    "elementwise_one_step_loss", "train_elementwise_layer",
     # the construction and the looped model
     "ngd_weights", "context_is_inert", "stack_forward", "stack_backward", "looped_forward",
     "looped_forward_with_cache", "looped_backward", "looped_trajectory", "sink_weights", "sink_loss",

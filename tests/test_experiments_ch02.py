@@ -23,7 +23,8 @@ def test_code_section_identities(seed):
     p = nf.ngd_coefficients(w, X, y, loss="exp")
     assert nf.rel_error(p, nf.softmax(-nf.margins(w, X, y), axis=-1)) < 1e-12
     assert np.allclose(p.sum(-1), 1, rtol=0, atol=1e-14)
-    for loss, (f, g) in nf.solvers.LOSSES.items():
+    for loss in ("exp", "logistic"):  # the losses NGD is defined for here
+        f, g = nf.solvers.LOSSES[loss]
         assert nf.rel_error(nf.ngd_step(w, X, y, eta, loss=loss), w - eta * g(w, X, y) / f(w, X, y)[:, None]) < 1e-12
     num, ana = experiments.log_loss_gradient_check(X, y, w, rng, directions=5)
     assert num.shape == ana.shape == (B, 5)
