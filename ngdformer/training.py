@@ -26,7 +26,7 @@ import numpy as np
 from .checks import (MAX_DEPTH, InputTypeError, as_float, check_flag, check_generator, check_positive, check_size,
                      check_tokens, check_weights)
 from .construction import ngd_weights
-from .fast import _query_backward, _query_forward
+from .fast import _one_step_loss  # the lean kernel: the query column, dW and dV only
 from .optim import _check_choice, _check_fraction, _cosine_lr, _kernel_optimizer
 from .solvers import _ngd_step
 from .tasks import _embed, sample_tasks
@@ -272,17 +272,6 @@ def one_step_loss(W, V, Z, target) -> tuple[float, np.ndarray, np.ndarray]:
     return _one_step_loss(W, V, Z, target)
 
 
-def _one_step_loss(W, V, Z, target):
-    """Kernel of :func:`one_step_loss` on checked input, on the fast query path."""
-    B = int(np.prod(Z.shape[:-2]))
-    out, cache = _query_forward(Z, W, V, Z.shape[-1] - 1)
-    r = out[..., -1] - target  # (..., D) residual of the query column
-    dout = np.zeros_like(out)
-    dout[..., -1] = r / B
-    _, dW, dV = _query_backward(dout, cache)
-    return 0.5 * float(np.sum(r * r)) / B, dW, dV
-
-
 class Progress:
     """Prints ``iteration, loss, iterations/s`` at most every ``every`` seconds (and at the last one), unless ``quiet``.
 
@@ -333,8 +322,8 @@ def _init_weights(rng, d: int, init: str, init_scale: float):
     return init_scale * rng.standard_normal((2 * d, 2 * d)), init_scale * rng.standard_normal((2 * d, 2 * d))
 
 
-def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float, iterations: int = 500,
-                         batch: int = 32, lr: float = 2e-2, optimizer: str = "adam", init: str = "zeros",
+def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float, iterations: int | None = None,
+                         batch: int | None = None, lr: float | None = None, optimizer: str = "adam", init: str = "zeros",
                          sigma0: float | None = None, params: str = "full", init_scale: float = 0.1,
                          momentum: float = 0.0, schedule: str = "cosine",
                          quiet: bool = False, activation: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -353,9 +342,11 @@ def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float
     rng : np.random.Generator, the only source of randomness (tasks, w0, random init)
     n, d : int >= 1, context size and input dimension
     eta : float > 0, the NGD step the layer is taught
-    iterations : int, 0 <= iterations <= ``MAX_DEPTH`` (10**6), optimizer steps
-    batch : int >= 1, tasks per iteration
-    lr : float > 0, learning rate
+    iterations : int, 0 <= iterations <= ``MAX_DEPTH`` (10**6), or None, optimizer steps (None: 500 for the
+        softmax layer; an elementwise ``activation`` has its own defaults, see
+        :func:`ngdformer.elementwise.train_elementwise_layer`)
+    batch : int >= 1 or None, tasks per iteration (None: 32)
+    lr : float > 0 or None, learning rate (None: 0.02 for the softmax layer)
     optimizer : ``"adam"`` (default) or ``"sgd"`` (with ``momentum``)
     momentum : float in [0, 1), SGD momentum (ignored by Adam, but checked)
     init : ``"zeros"`` or ``"random"`` (entries N(0, init_scale^2) in all eight blocks)
@@ -402,6 +393,9 @@ def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float
                                        batch=batch, lr=lr, optimizer=optimizer, init=init, sigma0=sigma0,
                                        params=params, init_scale=init_scale, momentum=momentum,
                                        schedule=schedule, quiet=quiet)
+    iterations = 500 if iterations is None else iterations  # the recipe of chapter 06
+    batch = 32 if batch is None else batch
+    lr = 2e-2 if lr is None else lr
     sigma0, opt = _check_one_step_training(rng, n, d, eta, iterations, batch, lr, optimizer, init, sigma0, params,
                                            init_scale, momentum, schedule, quiet)
     W, V = _init_weights(rng, d, init, init_scale)

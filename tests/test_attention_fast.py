@@ -13,6 +13,7 @@ from hypothesis import given, strategies as st
 from ngdformer import (assert_gradients_close, attention_backward, attention_forward, attention_naive,
                        check_directions, context_is_inert, embed, fast, looped_forward, ngd, ngd_weights,
                        numeric_jacobian, read_weights, rel_error, sample_tasks, softmax)
+from ngdformer.checks import MAX_DEPTH
 from ngdformer.fast import _softmax_keys_, _support
 from numerics import loop_scale, scaled_error
 
@@ -257,3 +258,143 @@ def test_looped_trajectory_with_the_construction_is_ngd():
     w0 = np.random.default_rng(5).standard_normal((8, 3))
     traj = fast.looped_trajectory(embed(X, y, w0), *ngd_weights(3, 0.25), 12, 50)
     np.testing.assert_allclose(traj, ngd(w0, X, y, 0.25, 50), rtol=1e-12, atol=1e-12)
+
+
+# --- reliability: what the public functions refuse, and what they return -------------------------------------
+
+
+def _overflowing_tasks():
+    """Three tasks (d = 1) whose query grows by 1e308 times the key per application: task 2 overflows first.
+
+    W = 0 gives uniform attention, so each application adds V K 1/n = (0, 1e308 k) to the
+    query: with k = 0.7 (task 0) the query is inf after three applications, with k = 1
+    (task 2) after two; task 1 (k = 1e-300) never.
+    """
+    Z = np.zeros((3, 2, 2))
+    Z[:, 0, 0] = [0.7, 1e-300, 1.0]  # the one key's top entry
+    W, V = np.zeros((2, 2)), np.zeros((2, 2))
+    V[1, 0] = 1e308
+    return Z, W, V
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_query_loop_refuses_an_iterate_that_became_non_finite(threads):
+    """As `depth` calls of attention_forward would: the first application after which some query is inf is named."""
+    Z, W, V = _overflowing_tasks()
+    previous, chunk_bytes = fast.set_num_threads(threads), fast.CHUNK_BYTES
+    fast.CHUNK_BYTES = 1  # one task per chunk: task 0's chunk sees its overflow later than task 2's
+    try:
+        with np.errstate(over="ignore"):
+            fast.query_loop(Z, W, V, 1, 2)  # two applications: the result holds inf, as two layer calls would
+            with pytest.raises(ValueError, match=r"Z contains a non-finite value \(inf\) after 2 applications"):
+                fast.query_loop(Z, W, V, 1, 4)
+            with pytest.raises(ValueError, match=r"after 2 applications"):
+                fast.looped_trajectory(Z, W, V, 1, 3)  # the same loop underneath (these weights are inert)
+            out = attention_forward(attention_forward(Z, W, V, 1, query_only=True)[0], W, V, 1, query_only=True)[0]
+            with pytest.raises(ValueError, match=r"Z contains a non-finite value \(inf\)"):
+                attention_forward(out, W, V, 1, query_only=True)  # what the loop's check stands for
+    finally:
+        fast.set_num_threads(previous)
+        fast.CHUNK_BYTES = chunk_bytes
+
+
+def test_looped_forward_at_depth_zero_checks_its_input_and_returns_a_new_array():
+    Z, W, V, _, _ = _layer(0, (2,), 2, 3, 0)
+    for query_only in (False, True):
+        out = fast.looped_forward(Z, W, V, 3, 0, query_only=query_only)
+        np.testing.assert_array_equal(out, Z)
+        assert out is not Z and not np.shares_memory(out, Z)
+        bad = Z.copy()
+        bad[1, 0, 2] = np.inf
+        with pytest.raises(ValueError, match=r"Z contains a non-finite value \(inf\)"):
+            fast.looped_forward(bad, W, V, 3, 0, query_only=query_only)
+        with pytest.raises(ValueError, match="n_context"):
+            fast.looped_forward(Z, W, V, 4, 0, query_only=query_only)
+        with pytest.raises(ValueError, match="W"):
+            fast.looped_forward(Z, W[:, :-1], V, 3, 0, query_only=query_only)
+    out, caches = fast.looped_forward_with_cache(Z, W, V, 3, 0)
+    assert caches == [] and out is not Z and not np.shares_memory(out, Z)
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_backward_refuses_a_non_finite_or_misshapen_dout(bad_value):
+    Z, W, V, G, _ = _layer(2, (2,), 2, 3, 1)
+    bad = G.copy()
+    bad[1, 2, 3] = bad_value
+    for options in OPTIONS:
+        cache = fast.attention_forward(Z, W, V, 3, **options)[1]
+        with pytest.raises(ValueError, match="dout contains a non-finite value"):
+            fast.attention_backward(bad, cache)
+        for shape in (G.shape[1:], (1,) + G.shape, G.shape[:-1] + (G.shape[-1] + 1,)):
+            with pytest.raises(ValueError, match="dout has shape"):
+                fast.attention_backward(np.ones(shape), cache)
+    _, caches = fast.looped_forward_with_cache(Z, W, V, 3, 2)
+    for caches_ in (caches, []):  # depth 0 too: nothing to undo, but dout is still checked
+        with pytest.raises(ValueError, match="dout contains a non-finite value"):
+            fast.looped_backward(bad, caches_)
+    dZ, dW, dV = fast.looped_backward(G, [])
+    np.testing.assert_array_equal(dZ, G)
+    assert dZ is not G and not dW.any() and not dV.any()
+
+
+def test_flags_must_be_true_or_false():
+    Z, W, V, _, _ = _layer(3, (2,), 2, 3, 0)
+    calls = {"attention_forward": lambda **f: fast.attention_forward(Z, W, V, 3, **f),
+             "looped_forward": lambda **f: fast.looped_forward(Z, W, V, 3, 1, **f),
+             "query_loop": lambda attend_self: fast.query_loop(Z, W, V, 3, 1, attend_self=attend_self),
+             "looped_trajectory": lambda attend_self: fast.looped_trajectory(Z, W, V, 3, 1, attend_self=attend_self),
+             "looped_forward_with_cache": lambda attend_self: fast.looped_forward_with_cache(
+                 Z, W, V, 3, 1, attend_self=attend_self)}
+    for name, call in calls.items():
+        flags = ("attend_self", "query_only") if name in ("attention_forward", "looped_forward") else ("attend_self",)
+        for flag in flags:
+            for bad in ("no", 1, 0, None, np.float64(1.0)):
+                with pytest.raises(TypeError, match=f"{flag} must be True or False"):
+                    call(**{flag: bad})
+            call(**{flag: np.bool_(True)})  # NumPy's bool is a bool
+
+
+def test_depths_must_be_integers_in_range():
+    Z, W, V, _, _ = _layer(4, (1,), 1, 2, 0)
+    calls = {"query_loop": lambda L: fast.query_loop(Z, W, V, 2, L),
+             "looped_forward": lambda L: fast.looped_forward(Z, W, V, 2, L),
+             "looped_forward query_only": lambda L: fast.looped_forward(Z, W, V, 2, L, query_only=True),
+             "looped_trajectory": lambda L: fast.looped_trajectory(Z, W, V, 2, L),
+             "looped_forward_with_cache": lambda L: fast.looped_forward_with_cache(Z, W, V, 2, L)}
+    for name, call in calls.items():
+        for bad in (-1, 1.5, True, "2", None, MAX_DEPTH + 1):
+            with pytest.raises(ValueError, match="depth"):
+                call(bad)
+        call(np.int64(1))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_query_path_checks_every_token_while_it_copies(threads):
+    """The query path scans Z chunk by chunk: a bad entry in the last chunk is found, with the checks' message."""
+    Z, W, V, _, _ = _layer(5, (7,), 2, 4, 1)
+    previous, chunk_bytes = fast.set_num_threads(threads), fast.CHUNK_BYTES
+    fast.CHUNK_BYTES = 2 * Z[0].nbytes  # chunks of two tasks: the last one holds one
+    try:
+        for where, value in (((6, 3, 5), np.nan), ((6, 0, 0), -np.inf), ((3, 1, 2), np.inf)):
+            bad = Z.copy()
+            bad[where] = value
+            bad[6, 3, 4] = np.nan if where[0] == 3 else bad[6, 3, 4]  # a second bad entry later: the first is named
+            message = f"Z contains a non-finite value ({value}); all entries must be finite"
+            with pytest.raises(ValueError) as textbook:
+                attention_forward(bad, W, V, 4, query_only=True)
+            assert str(textbook.value) == message
+            for call in (lambda z: fast.attention_forward(z, W, V, 4, query_only=True),
+                         lambda z: fast.query_loop(z, W, V, 4, 2),
+                         lambda z: fast.looped_forward(z, W, V, 4, 1, query_only=True),
+                         lambda z: fast.looped_trajectory(z, W, V, 4, 2)):
+                with pytest.raises(ValueError) as got:
+                    call(bad)
+                assert str(got.value) == message
+        huge = Z.copy()
+        huge[:, :, :] = 1.5e308  # every entry finite, their sum is not: accepted, as by the textbook layer
+        W0, V0 = np.zeros_like(W), np.zeros_like(V)
+        np.testing.assert_array_equal(fast.attention_forward(huge, W0, V0, 4, query_only=True)[0],
+                                      attention_forward(huge, W0, V0, 4, query_only=True)[0])
+    finally:
+        fast.set_num_threads(previous)
+        fast.CHUNK_BYTES = chunk_bytes
