@@ -51,7 +51,7 @@ def as_labels(y, *, name: str = "y") -> np.ndarray:
     return y
 
 
-def check_context(w, X, y):
+def check_context(w, X, y, *, w_name: str = "w"):
     """Validate a batch of contexts and weight vectors; return them as arrays.
 
     Shapes: ``w`` (..., d), ``X`` (..., n, d), ``y`` (..., n), ``n >= 1``; the
@@ -65,7 +65,7 @@ def check_context(w, X, y):
     if y.shape != X.shape[:-1]:
         raise ValueError(f"y has shape {y.shape} but X has shape {X.shape}; expected y.shape == {X.shape[:-1]}")
     if w is not None:
-        w = as_float("w", w, ndim_min=1)
+        w = as_float(w_name, w, ndim_min=1)
         try:  # leading dimensions broadcast, e.g. a trajectory (T, B, d) against X (B, n, d)
             np.broadcast_shapes(w.shape[:-1], X.shape[:-2])
             ok = w.shape[-1] == X.shape[-1]
@@ -73,7 +73,7 @@ def check_context(w, X, y):
             ok = False
         if not ok:
             raise ValueError(
-                f"w has shape {w.shape} but X has shape {X.shape}; expected w.shape == {X.shape[:-2] + X.shape[-1:]}"
+                f"{w_name} has shape {w.shape} but X has shape {X.shape}; expected {w_name}.shape == {X.shape[:-2] + X.shape[-1:]}"
                 " (or leading dimensions that broadcast)"
             )
         dtype = np.result_type(w, X, y)
@@ -179,10 +179,14 @@ def check_weights(W, V, D: int):
 
 
 def check_layer(Z, W, V, n_context: int):
-    """Validate the inputs of one attention layer; return ``Z, W, V`` as float arrays."""
+    """Validate the inputs of one attention layer; return ``Z, W, V`` as float arrays.
+
+    ``Z`` takes the dtype NumPy's promotion gives all three (float32 only if all are float32),
+    so a float32 ``Z`` with float64 weights gives a float64 layer, as the matrix products would.
+    """
     Z = check_tokens(Z, n_context)
     W, V = check_weights(W, V, Z.shape[-2])
-    return Z, W, V
+    return Z.astype(np.result_type(Z, W, V), copy=False), W, V
 
 
 def check_cache_gradient(dout, Z) -> np.ndarray:

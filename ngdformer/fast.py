@@ -412,7 +412,8 @@ def _check_layer_but_finite_tokens(Z, W, V, n_context: int):
     if Z.ndim < 2 or Z.size == 0 or Z.dtype not in (np.float32, np.float64):
         return check_layer(Z, W, V, n_context)  # the usual checks (and conversion) on the whole array
     _, W, V = check_layer(Z[(0,) * (Z.ndim - 2)], W, V, n_context)
-    return Z, W, V
+    dtype = np.result_type(Z, W, V)  # float32 tokens with float64 weights: a float64 layer, as in check_layer
+    return (Z if Z.dtype == dtype else Z.astype(dtype)), W, V
 
 
 def _scan_finite(chunk):

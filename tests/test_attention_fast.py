@@ -120,13 +120,17 @@ def test_backward_rejects_a_gradient_of_the_wrong_shape():
             fast.attention_backward(G[..., :-1], cache)
 
 
-def test_float32_in_mixed_precision_keeps_the_token_dtype():
+def test_mixed_precision_follows_numpy_promotion():
+    """float32 tokens with float64 weights give a float64 layer (as the matrix products would);
+    all-float32 input stays float32."""
     Z, W, V, G, _ = _layer(1, (2,), 2, 4, 1)
     Z32 = Z.astype(np.float32)
     for options in OPTIONS:
         out, cache = fast.attention_forward(Z32, W, V, 4, **options)  # float64 weights
         out_ref, cache_ref = attention_forward(Z32, W, V, 4, **options)
-        assert out.dtype == out_ref.dtype == np.float32
+        assert out.dtype == out_ref.dtype == np.float64
+        out32, _ = fast.attention_forward(Z32, W.astype(np.float32), V.astype(np.float32), 4, **options)
+        assert out32.dtype == np.float32
         np.testing.assert_allclose(out, out_ref, rtol=1e-6, atol=1e-6)
         for g, e in zip(fast.attention_backward(G, cache), attention_backward(G, cache_ref)):
             assert g.dtype == e.dtype
