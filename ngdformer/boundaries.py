@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import as_float, check_positive
+from .checks import MAX_ELEMENTS, as_float, check_context, check_positive
+from .directions import _unit_rows
 from .solvers import normalized_margin
 
 
@@ -20,7 +21,7 @@ def separator_segment(w, radius: float) -> np.ndarray:
 
     Parameters
     ----------
-    w : ndarray of shape (..., 2), the classifier(s), non-zero rows.
+    w : ndarray of shape (..., 2), the classifier(s), finite, non-zero rows (of any magnitude).
     radius : float > 0, the radius r of the disc (half the segment's length).
 
     Returns
@@ -32,11 +33,13 @@ def separator_segment(w, radius: float) -> np.ndarray:
     check_positive("radius", radius)
     if w.shape[-1] != 2:
         raise ValueError(f"w must have 2 entries in its last dimension, got shape {w.shape}")
-    norm = np.linalg.norm(w, axis=-1, keepdims=True)
-    if np.any(norm == 0):
-        raise ValueError("w has a zero row: w = 0 has no decision line")
-    perp = np.stack([-w[..., 1], w[..., 0]], axis=-1) / norm  # (..., 2) unit direction of the line
+    unit = _unit_rows("w", w)  # (..., 2); refuses a zero row: w = 0 has no decision line
+    perp = np.stack([-unit[..., 1], unit[..., 0]], axis=-1)  # (..., 2) unit direction of the line
     return radius * np.stack([-perp, perp], axis=-2)  # (..., 2, 2)
+
+
+#: Largest ``num`` of :func:`decision_grid`: ``num**2`` grid points stay within MAX_ELEMENTS.
+MAX_GRID = int(np.sqrt(MAX_ELEMENTS))
 
 
 def decision_grid(w, lim: float, num: int = 101) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -44,9 +47,10 @@ def decision_grid(w, lim: float, num: int = 101) -> tuple[np.ndarray, np.ndarray
 
     Parameters
     ----------
-    w : ndarray of shape (2,), the classifier.
-    lim : float > 0, half-width of the square.
-    num : int >= 2, grid points per axis (default 101).
+    w : ndarray of shape (2,), the classifier, finite.
+    lim : float > 0, half-width of the square; the largest score :math:`(|w_1| + |w_2|)\,\text{lim}`
+        must be a finite float64.
+    num : int, 2 <= num <= MAX_GRID (16384), grid points per axis (default 101).
 
     Returns
     -------
@@ -58,9 +62,12 @@ def decision_grid(w, lim: float, num: int = 101) -> tuple[np.ndarray, np.ndarray
     if w.shape != (2,):
         raise ValueError(f"w must have shape (2,), got {w.shape}")
     check_positive("lim", lim)
-    check_positive("num", num, integer=True)
+    check_positive("num", num, integer=True, maximum=MAX_GRID)
     if num < 2:
         raise ValueError(f"num must be >= 2, got {num}")
+    if float(np.abs(w).max()) * 2.0 * float(lim) > np.finfo(np.float64).max:  # Python floats: inf, no warning
+        raise ValueError(f"w = {w.tolist()} and lim = {lim!r} are too large: the scores (|w_1| + |w_2|) lim "
+                         "would overflow float64")
     t = np.linspace(-lim, lim, num)
     xx, yy = np.meshgrid(t, t)
     return xx, yy, w[0] * xx + w[1] * yy
@@ -89,9 +96,24 @@ def margin_fraction(w, X, y, w_ref) -> np.ndarray:
     Raises
     ------
     ValueError
-        if ``w_ref`` has a normalized margin <= 0 on some task.
+        if ``w_ref`` has a normalized margin <= 0 on some task, or one so small that the fraction overflows.
     """
+    w, X, y = check_context(w, X, y)
+    w_ref = as_float("w_ref", w_ref, ndim_min=1)
+    try:
+        np.broadcast_shapes(w_ref.shape[:-1], X.shape[:-2])
+        ok = w_ref.shape[-1] == X.shape[-1]
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"w_ref has shape {w_ref.shape} but X has shape {X.shape}; expected "
+                         f"w_ref.shape == {X.shape[:-2] + X.shape[-1:]} (or leading dimensions that broadcast)")
     ref = normalized_margin(w_ref, X, y)
     if np.any(ref <= 0):
         raise ValueError("w_ref must have a positive normalized margin on every task (is it the max-margin solution?)")
-    return normalized_margin(w, X, y) / ref
+    with np.errstate(over="ignore"):  # checked just below
+        fraction = normalized_margin(w, X, y) / ref
+    if not np.all(np.isfinite(fraction)):
+        raise ValueError(f"w_ref's normalized margin (smallest {float(ref.min()):.3g}) is too small: "
+                         "the fraction overflows")
+    return fraction

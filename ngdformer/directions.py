@@ -14,6 +14,32 @@ import numpy as np
 from .checks import as_float
 
 
+def _unit_rows(name: str, a) -> np.ndarray:
+    """Rows of ``a`` (..., d) scaled to unit length without overflow or underflow; refuses a zero row.
+
+    The norm is taken of ``a / max|a|`` (entries at most 1), so rows of 1e200 or 1e-200 are
+    directions like any other.
+    """
+    scale = np.max(np.abs(a), axis=-1, keepdims=True)  # (..., 1)
+    if np.any(scale == 0):
+        raise ValueError(f"{name} has a zero row: the zero vector has no direction")
+    a = a / scale
+    return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
+def _check_pair(u, v) -> tuple[np.ndarray, np.ndarray]:
+    """``u`` (..., d) and ``v`` (..., d), finite, d >= 1, leading dimensions that broadcast."""
+    u, v = as_float("u", u, ndim_min=1), as_float("v", v, ndim_min=1)
+    if u.shape[-1] != v.shape[-1] or u.shape[-1] == 0:
+        raise ValueError(f"u has shape {u.shape} and v has shape {v.shape}: last dimensions must match and be >= 1")
+    try:
+        np.broadcast_shapes(u.shape[:-1], v.shape[:-1])
+    except ValueError:
+        raise ValueError(f"u has shape {u.shape} and v has shape {v.shape}: their leading dimensions do not "
+                         "broadcast") from None
+    return u, v
+
+
 def angle(u, v) -> np.ndarray:
     r"""Angle in radians between ``u`` and ``v``, in [0, pi]; stable near 0 and pi (chapter 01).
 
@@ -22,27 +48,20 @@ def angle(u, v) -> np.ndarray:
 
     Parameters
     ----------
-    u : ndarray of shape (..., d), non-zero rows
-    v : ndarray of shape (..., d), non-zero rows; leading dimensions broadcast with ``u``
+    u : ndarray of shape (..., d), d >= 1, finite, non-zero rows (of any magnitude)
+    v : ndarray of shape (..., d), finite, non-zero rows; leading dimensions broadcast with ``u``
         (e.g. a trajectory (T, B, d) against w_mm (B, d))
 
     Returns
     -------
-    theta : ndarray of shape (...)
+    theta : ndarray of shape (...), the broadcast leading dimensions
 
     Raises
     ------
     ValueError
-        if ``u`` or ``v`` has a zero row (no direction), or the last dimensions differ.
+        if ``u`` or ``v`` has a zero row (no direction), the last dimensions differ or the leading ones
+        do not broadcast.
     """
-    u, v = as_float("u", u, ndim_min=1), as_float("v", v, ndim_min=1)
-    if u.shape[-1] != v.shape[-1]:
-        raise ValueError(f"u has shape {u.shape} and v has shape {v.shape}: last dimensions must match")
-    units = []
-    for name, a in (("u", u), ("v", v)):
-        norm = np.linalg.norm(a, axis=-1, keepdims=True)  # (..., 1)
-        if np.any(norm == 0):
-            raise ValueError(f"{name} has a zero row: the zero vector has no direction")
-        units.append(a / norm)
-    hu, hv = units
+    u, v = _check_pair(u, v)
+    hu, hv = _unit_rows("u", u), _unit_rows("v", v)
     return 2.0 * np.arctan2(np.linalg.norm(hu - hv, axis=-1), np.linalg.norm(hu + hv, axis=-1))

@@ -8,10 +8,13 @@ when a function runs, so ``import ngdformer`` stays light and leaves the backend
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 import numpy as np
 
 from .boundaries import separator_segment
-from .checks import as_float, as_labels, check_positive
+from .checks import InputTypeError, as_float, as_labels, check_flag, check_positive
 
 # Okabe & Ito (2008) palette: distinct under the common colour-vision deficiencies.
 # Its yellow (#F0E442) is left out: it is unreadable as a thin line on white.
@@ -68,8 +71,8 @@ def weight_heatmap(W, V, *, axes=None, titles=("W", "V"), vmax=None, cmap="RdBu_
     axes : pair of Axes, optional. Default: a new figure with two axes.
     titles : pair of str, one title per matrix.
     vmax : float > 0, optional. The colour scale is [-vmax, vmax]; default
-        max |entry| over W and V together, or 1.0 if both are zero.
-    cmap : str or Colormap, a diverging map (zero is its middle colour).
+        max |entry| over W and V together, or 1.0 if both are zero. 2 vmax must be a finite float.
+    cmap : str (a registered colormap name) or Colormap, a diverging map (zero is its middle colour).
 
     Returns
     -------
@@ -80,17 +83,12 @@ def weight_heatmap(W, V, *, axes=None, titles=("W", "V"), vmax=None, cmap="RdBu_
     --------
     >>> fig, axes = weight_heatmap(*ngd_weights(3, 0.5))  # doctest: +SKIP
     """
-    W, V = _check_square_pair(W, V)
+    W, V, axes, vmax = _check_heatmap(W, V, axes, titles, vmax, cmap)
     d = W.shape[0] // 2
-    if vmax is None:
-        vmax = max(np.abs(W).max(), np.abs(V).max()) or 1.0  # all-zero weights: any positive scale will do
-    check_positive("vmax", vmax)
     if axes is None:
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.8), layout="constrained")
-    if len(axes) != 2:
-        raise ValueError(f"axes must hold 2 Axes, got {len(axes)}")
     axes = tuple(axes)
     for ax, M, name, title in zip(axes, (W, V), ("W", "V"), titles):
         im = ax.imshow(M, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
@@ -103,6 +101,65 @@ def weight_heatmap(W, V, *, axes=None, titles=("W", "V"), vmax=None, cmap="RdBu_
     fig = axes[0].figure
     fig.colorbar(im, ax=list(axes), shrink=0.8)
     return fig, axes
+
+
+def _check_axes(name: str, ax):
+    """``ax`` must be a matplotlib Axes (what every drawing call needs)."""
+    from matplotlib.axes import Axes
+
+    if not isinstance(ax, Axes):
+        raise InputTypeError(f"{name} must be a matplotlib Axes, got {_short(ax)}")
+    return ax
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_text(name: str, value) -> str:
+    if not isinstance(value, str):
+        raise InputTypeError(f"{name} must be a str, got {_short(value)}")
+    return value
+
+
+def _check_labels(name: str, mapping) -> None:
+    """A dict of curves or directions: str labels that a legend shows (not starting with "_")."""
+    if not isinstance(mapping, Mapping):
+        raise InputTypeError(f"{name} must be a dict label -> array, got {_short(mapping)}")
+    for label in mapping:
+        if not isinstance(label, str) or label.startswith("_"):
+            raise ValueError(f"{name} has the label {label!r}: labels must be str not starting with '_' "
+                             "(matplotlib hides those from the legend)")
+
+
+def _check_heatmap(W, V, axes, titles, vmax, cmap):
+    """Every argument of :func:`weight_heatmap`; returns ``W, V, axes, vmax`` (vmax filled in)."""
+    W, V = _check_square_pair(W, V)
+    if axes is not None:
+        if isinstance(axes, str) or not hasattr(axes, "__len__") or len(axes) != 2:
+            raise ValueError(f"axes must hold 2 Axes, got {_short(axes)}")
+        for k, ax in enumerate(axes):
+            _check_axes(f"axes[{k}]", ax)
+    if isinstance(titles, str) or not hasattr(titles, "__len__") or len(titles) != 2:
+        raise ValueError(f"titles must be a pair of str, got {_short(titles)}")
+    for k, title in enumerate(titles):
+        _check_text(f"titles[{k}]", title)
+    if vmax is None:
+        vmax = float(max(np.abs(W).max(), np.abs(V).max())) or 1.0  # all-zero weights: any positive scale will do
+    check_positive("vmax", vmax)
+    if 2.0 * float(vmax) > np.finfo(np.float64).max:  # Python floats: overflow gives inf, no warning
+        raise ValueError(f"vmax = {vmax!r} (the largest |entry| of W and V unless given) is too large: "
+                         "the colour scale [-vmax, vmax] must have a finite width")
+    import matplotlib
+    from matplotlib.colors import Colormap
+
+    if isinstance(cmap, str):
+        if cmap not in matplotlib.colormaps:
+            raise ValueError(f"cmap {cmap!r} is not a registered colormap name (see matplotlib.colormaps)")
+    elif not isinstance(cmap, Colormap):
+        raise InputTypeError(f"cmap must be a colormap name or a Colormap, got {_short(cmap)}")
+    return W, V, axes, vmax
 
 
 def _check_square_pair(W, V) -> tuple[np.ndarray, np.ndarray]:
@@ -130,13 +187,14 @@ def depth_curves(ax, depths, curves, *, ylabel, xlabel="depth t", logy=False, ba
     Parameters
     ----------
     ax : Axes
-    depths : ndarray of shape (T,), depths t >= 0 (0 allowed).
-    curves : dict label -> ndarray of shape (T,) (one curve) or (T, B) (B tasks: the mean over
-        tasks is drawn). The colour is ``COLORS[label]`` for a known label (see :data:`COLORS`),
-        otherwise the next of :data:`OTHER_COLORS` (none resembles a COLORS entry).
+    depths : ndarray of shape (T,), T >= 1, finite depths t >= 0 (0 allowed).
+    curves : dict label -> ndarray of shape (T,) (one curve) or (T, B), B >= 1 (B tasks: the mean over
+        tasks is drawn); at least one curve, finite values, str labels not starting with "_". The colour
+        is ``COLORS[label]`` for a known label (see :data:`COLORS`), otherwise the next of
+        :data:`OTHER_COLORS` (none resembles a COLORS entry).
     ylabel, xlabel : str, axis labels.
-    logy : bool, log-scale the y axis.
-    band : pair (lo, hi) of percentiles in [0, 100], optional. For (T, B) curves, shade
+    logy : bool, log-scale the y axis (then every curve needs a positive value to show).
+    band : pair (lo, hi) of percentiles, 0 <= lo < hi <= 100, optional. For (T, B) curves, shade
         between the lo-th and hi-th percentile over tasks.
 
     Returns
@@ -149,21 +207,11 @@ def depth_curves(ax, depths, curves, *, ylabel, xlabel="depth t", logy=False, ba
     >>> depth_curves(ax, [0, 1, 10, 100], {"NGD": frac_ngd, "GD": frac_gd},  # doctest: +SKIP
     ...              ylabel="margin fraction", band=(10, 90))
     """
-    depths = as_float("depths", depths, ndim_min=1)
-    if depths.ndim != 1 or np.any(depths < 0):
-        raise ValueError(f"depths must be a 1-D array of values >= 0, got shape {depths.shape}")
-    if band is not None and not (len(band) == 2 and 0 <= band[0] < band[1] <= 100):
-        raise ValueError(f"band must be a pair of percentiles 0 <= lo < hi <= 100, got {band!r}")
+    depths, curves = _check_curves(ax, depths, curves, ylabel, xlabel, logy, band)
     palette = _colors(list(curves))
-    for label, values in curves.items():
-        values = as_float(f"curves[{label!r}]", values, ndim_min=1)
-        if values.ndim > 2 or values.shape[0] != depths.shape[0]:
-            T = len(depths)
-            raise ValueError(f"curves[{label!r}] has shape {values.shape}, expected ({T},) or ({T}, B)")
-        mean = values if values.ndim == 1 else values.mean(axis=1)  # (T,)
+    for label, (mean, lo, hi) in curves.items():
         (line,) = ax.plot(depths, mean, color=palette[label], label=label, marker="o", ms=3)
-        if band is not None and values.ndim == 2:
-            lo, hi = np.percentile(values, band, axis=1)  # (T,) each
+        if lo is not None:
             ax.fill_between(depths, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
     # Depth sweeps span decades (1, 10, 100, ...), so x wants a log scale, but log(0) = -inf
     # would silently drop t = 0 (the input iterate). symlog is linear on [0, 1] and
@@ -177,31 +225,83 @@ def depth_curves(ax, depths, curves, *, ylabel, xlabel="depth t", logy=False, ba
     return ax
 
 
+def _check_curves(ax, depths, curves, ylabel, xlabel, logy, band):
+    """Every argument of :func:`depth_curves`; returns ``depths`` and, per label, ``(mean, lo, hi)`` to draw.
+
+    Means and percentiles are taken of the values divided by a power of two near their largest
+    magnitude (exact), so values near the float64 limit neither overflow nor warn.
+    """
+    _check_axes("ax", ax)
+    depths = as_float("depths", depths, ndim_min=1)
+    if depths.ndim != 1 or depths.size == 0 or np.any(depths < 0):
+        raise ValueError(f"depths must be a non-empty 1-D array of values >= 0, got {_short(depths)}")
+    _check_labels("curves", curves)
+    if not curves:
+        raise ValueError("curves is empty: give at least one curve to draw")
+    _check_text("ylabel", ylabel)
+    _check_text("xlabel", xlabel)
+    logy = check_flag("logy", logy)
+    if band is not None:
+        ok = isinstance(band, (tuple, list)) and len(band) == 2 and all(
+            isinstance(b, (int, float, np.integer, np.floating)) and not isinstance(b, (bool, np.bool_)) for b in band)
+        if not (ok and 0 <= band[0] < band[1] <= 100):
+            raise ValueError(f"band must be a pair of percentiles 0 <= lo < hi <= 100, got {_short(band)}")
+    T, drawn = len(depths), {}
+    for label, values in curves.items():
+        values = as_float(f"curves[{label!r}]", values, ndim_min=1)
+        if values.ndim > 2 or values.shape[0] != T or values.size == 0:
+            raise ValueError(f"curves[{label!r}] has shape {values.shape}, expected ({T},) or ({T}, B) with B >= 1")
+        scale = math.ldexp(1.0, math.frexp(float(np.max(np.abs(values))))[1] - 1)  # a power of two > max|value| / 2
+        unit = values / scale  # entries in (-2, 2): no sum below overflows
+        mean = values if values.ndim == 1 else unit.mean(axis=1) * scale  # (T,)
+        lo = hi = None
+        if band is not None and values.ndim == 2:
+            lo, hi = np.percentile(unit, band, axis=1) * scale  # (T,) each
+        if logy and not np.any(mean > 0):
+            raise ValueError(f"curves[{label!r}] has no positive value to show on a log y axis (logy=True)")
+        drawn[label] = (mean, lo, hi)
+    return depths, drawn
+
+
 def decision_boundaries(ax, X, y, directions, *, lim=None):
     r"""Scatter a 2-D context and draw each direction's decision line :math:`\langle w, x\rangle = 0` (chapters 05, 09).
 
     Parameters
     ----------
     ax : Axes
-    X : ndarray of shape (n, 2), context points.
+    X : ndarray of shape (n, 2), n >= 1, finite context points.
     y : ndarray of shape (n,), labels in {-1, +1}; +1 drawn as "+", -1 as "o".
-    directions : dict label -> w, ndarray of shape (2,), non-zero. Colours as in :func:`depth_curves`.
-    lim : float > 0, optional. The view is [-lim, lim]^2; default 1.1 max |X entry|.
+    directions : dict label -> w, ndarray of shape (2,), finite, non-zero; str labels not starting
+        with "_". Colours as in :func:`depth_curves`.
+    lim : float > 0, optional. The view is [-lim, lim]^2; default 1.1 max |X entry| (1 if X = 0).
+        1.5 lim must be a finite float.
 
     Returns
     -------
     ax : Axes
     """
+    _check_axes("ax", ax)
     X, y = _check_plane_context(X, y)
-    lim = check_positive("lim", lim) if lim is not None else (1.1 * np.abs(X).max() or 1.0)
-    pos, neg = X[y > 0], X[y < 0]
-    ax.scatter(pos[:, 0], pos[:, 1], marker="+", s=50, lw=1.4, color="0.15", label="y = +1")
-    ax.scatter(neg[:, 0], neg[:, 1], marker="o", s=28, facecolors="none", edgecolors="0.45", label="y = -1")
-    palette = _colors(list(directions))
+    _check_labels("directions", directions)
+    checked = {}
     for label, w in directions.items():
         w = as_float(f"directions[{label!r}]", w)
         if w.shape != (2,) or not np.any(w):
-            raise ValueError(f"directions[{label!r}] must be a non-zero vector of shape (2,), got {w!r}")
+            raise ValueError(f"directions[{label!r}] must be a non-zero vector of shape (2,), got {_short(w)}")
+        checked[label] = w
+    if lim is None:
+        lim, name = 1.1 * float(np.abs(X).max()) or 1.0, "X"  # Python floats: overflow gives inf, no warning
+    else:
+        name = "lim"
+        check_positive("lim", lim)
+    if 1.5 * float(lim) > np.finfo(np.float64).max:
+        raise ValueError(f"{name} is too large to draw: the view [-lim, lim]^2 with lim = {lim!r} must have a "
+                         "finite diagonal")
+    pos, neg = X[y > 0], X[y < 0]
+    ax.scatter(pos[:, 0], pos[:, 1], marker="+", s=50, lw=1.4, color="0.15", label="y = +1")
+    ax.scatter(neg[:, 0], neg[:, 1], marker="o", s=28, facecolors="none", edgecolors="0.45", label="y = -1")
+    palette = _colors(list(checked))
+    for label, w in checked.items():
         seg = separator_segment(w, np.sqrt(2) * lim)  # (2, 2) end points, long enough to cross the whole view
         ax.plot(seg[:, 0], seg[:, 1], color=palette[label], lw=1.8, label=label)
     ax.set_xlim(-lim, lim)

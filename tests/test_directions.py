@@ -1,5 +1,7 @@
 """angle: against arccos at moderate angles, exact small angles, broadcasting, bad input."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -40,7 +42,21 @@ def test_angle_broadcasts_a_trajectory():
     (np.ones(3), np.zeros((2, 3)), "v has a zero row"),
     (np.ones(3), np.ones(2), "last dimensions"),
     (np.array([1.0, np.nan]), np.ones(2), "non-finite"),
+    (np.ones((2, 3)), np.ones((4, 3)), r"u has shape \(2, 3\) and v has shape \(4, 3\): their leading dimensions"),
+    (np.ones((2, 0)), np.ones((2, 0)), r"last dimensions must match and be >= 1"),
+    (np.float64(1.0), np.ones(1), "u must have at least 1 dimensions"),
+    (np.ones(2), np.array(["a", "b"]), "v must be real numeric"),
+    (np.ones(2, dtype=complex), np.ones(2), "u must be real numeric"),
 ])
 def test_angle_bad_input(u, v, match):
     with pytest.raises(ValueError, match=match):
         nf.angle(u, v)
+
+
+@pytest.mark.parametrize("scale", [1e-310, 1e-200, 1e200, 1.7e308])
+def test_angle_of_rows_of_any_magnitude_without_warnings(scale):
+    u, v = np.array([[3.0, 4.0], [1.0, 0.0]]), np.array([[4.0, 3.0], [1.0, 1e-8]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = nf.angle(scale * (u / 4.0), v)
+    np.testing.assert_allclose(got, nf.angle(u, v), rtol=1e-12)  # subnormal rows keep about 44 bits

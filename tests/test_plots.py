@@ -1,5 +1,7 @@
 """The course's recurring figures (ngdformer/plots.py): what each one promises, checked on the drawn artists."""
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -221,3 +223,90 @@ def test_decision_boundaries_refuse_other_dimensions():
     X, y = _context()
     with pytest.raises(ValueError, match=r"directions\['gd'\]"):
         plots.decision_boundaries(ax, X, y, {"gd": np.ones(3)})
+
+
+# ------------------------------------------------------- every argument checked
+
+
+def _axes_pair():
+    return plt.subplots(1, 2)[1]
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"titles": ("only one",)}, r"titles must be a pair of str"),
+    ({"titles": "WV"}, r"titles must be a pair of str"),
+    ({"titles": (1, 2)}, r"titles\[0\] must be a str"),
+    ({"vmax": True}, r"vmax must be a real number"),
+    ({"vmax": np.inf}, r"vmax must be finite"),
+    ({"vmax": 1.7e308}, r"vmax = 1\.7e\+308 .* is too large"),
+    ({"cmap": "no such map"}, r"cmap 'no such map' is not a registered colormap"),
+    ({"cmap": 3}, r"cmap must be a colormap name or a Colormap"),
+    ({"axes": "ab"}, r"axes must hold 2 Axes"),
+    ({"axes": (None, None)}, r"axes\[0\] must be a matplotlib Axes"),
+])
+def test_heatmap_checks_every_argument(kw, match):
+    with pytest.raises(ValueError, match=match):
+        plots.weight_heatmap(np.eye(2), np.eye(2), **kw)
+
+
+def test_heatmap_of_weights_near_the_float_limit_is_refused_not_warned():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"the largest \|entry\| of W and V"):
+            plots.weight_heatmap(np.full((2, 2), 1.7e308), -np.eye(2), axes=_axes_pair())
+        plots.weight_heatmap(np.full((2, 2), 1e300), -np.eye(2), axes=_axes_pair())
+
+
+@pytest.mark.parametrize("ax, depths, curves, kw, match", [
+    (None, DEPTHS, {"NGD": np.ones(5)}, {}, r"ax must be a matplotlib Axes"),
+    ("ax", [], {}, {}, r"depths must be a non-empty 1-D array"),
+    ("ax", DEPTHS, {}, {}, r"curves is empty"),
+    ("ax", DEPTHS, [np.ones(5)], {}, r"curves must be a dict label -> array"),
+    ("ax", DEPTHS, {"_hidden": np.ones(5)}, {}, r"curves has the label '_hidden'"),
+    ("ax", DEPTHS, {3: np.ones(5)}, {}, r"curves has the label 3"),
+    ("ax", DEPTHS, {"NGD": np.ones((5, 0))}, {}, r"curves\['NGD'\] has shape \(5, 0\), expected \(5,\) or \(5, B\)"),
+    ("ax", DEPTHS, {"NGD": np.full(5, np.nan)}, {}, r"curves\['NGD'\] contains a non-finite value"),
+    ("ax", DEPTHS, {"NGD": -np.ones(5)}, {"logy": True}, r"curves\['NGD'\] has no positive value .* log y axis"),
+    ("ax", DEPTHS, {"NGD": np.ones(5)}, {"logy": "yes"}, r"logy must be True or False"),
+    ("ax", DEPTHS, {"NGD": np.ones(5)}, {"ylabel": 3}, r"ylabel must be a str"),
+    ("ax", DEPTHS, {"NGD": np.ones(5)}, {"xlabel": None}, r"xlabel must be a str"),
+    ("ax", DEPTHS, {"NGD": np.ones((5, 2))}, {"band": (True, 50)}, r"band must be a pair of percentiles"),
+    ("ax", DEPTHS, {"NGD": np.ones((5, 2))}, {"band": ("10", "90")}, r"band must be a pair of percentiles"),
+    ("ax", DEPTHS, {"NGD": np.ones((5, 2))}, {"band": (90, 10)}, r"band must be a pair of percentiles"),
+])
+def test_depth_curves_check_every_argument(ax, depths, curves, kw, match):
+    ax = plt.subplots()[1] if ax == "ax" else ax
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=match):
+            plots.depth_curves(ax, depths, curves, **({"ylabel": "y"} | kw))
+
+
+def test_depth_curves_of_values_near_the_float_limit_draw_without_warnings():
+    values = np.full((5, 3), 1.7e308)
+    values[:, 1] = -1.7e308
+    fig, ax = plt.subplots()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.depth_curves(ax, DEPTHS, {"GD": values}, ylabel="y", band=(0, 100))
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), 1.7e308 / 3)
+
+
+@pytest.mark.parametrize("ax, X, directions, kw, match", [
+    (None, None, {"gd": np.ones(2)}, {}, r"ax must be a matplotlib Axes"),
+    ("ax", None, [np.ones(2)], {}, r"directions must be a dict"),
+    ("ax", None, {("a",): np.ones(2)}, {}, r"directions has the label \('a',\)"),
+    ("ax", None, {"gd": np.zeros(2)}, {}, r"directions\['gd'\] must be a non-zero vector"),
+    ("ax", None, {"gd": np.array([1.0, np.inf])}, {}, r"directions\['gd'\] contains a non-finite value"),
+    ("ax", None, {"gd": np.ones(2)}, {"lim": 1.7e308}, r"lim is too large to draw"),
+    ("ax", np.full((2, 2), 1.7e308), {"gd": np.ones(2)}, {}, r"X is too large to draw"),
+    ("ax", np.zeros((0, 2)), {"gd": np.ones(2)}, {}, r"X must have shape \(n, 2\) with n >= 1"),
+])
+def test_decision_boundaries_check_every_argument(ax, X, directions, kw, match):
+    ax = plt.subplots()[1] if ax == "ax" else ax
+    X0, y0 = _context()
+    X, y = (X0, y0) if X is None else (X, np.ones(len(X)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=match):
+            plots.decision_boundaries(ax, X, y, directions, **kw)

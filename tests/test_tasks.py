@@ -1,5 +1,7 @@
 """Task sampling and the token embedding: determinism, every option, shapes and ties."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -89,9 +91,90 @@ def test_low_rank_covariances_are_allowed_at_every_scale(scale):
 
 
 def test_tie_counts_as_plus_one():
-    X, y = sample_points(np.random.default_rng(6), np.zeros((2, 3)), 5)  # w_star = 0: every point on the boundary
-    assert np.all(np.isfinite(X))
+    w_star = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    X, y = sample_points(np.random.default_rng(6), w_star, 5, cov=np.diag([0.0, 1.0]))  # x on the boundary
+    assert np.all(np.isfinite(X)) and np.all(X[..., 0] == 0.0)
     assert np.array_equal(y, np.ones((2, 5)))
+
+
+def test_sample_points_refuses_a_w_star_that_is_not_unit():
+    """A direction of length 1.04 would push points to 1.04 x the requested margin: refused, not rescaled."""
+    rng = np.random.default_rng(9)
+    long = np.array([[3.0, 4.0]]) / 4.8  # norm 1.0417
+    with pytest.raises(ValueError, match=r"w_star must have unit rows .*row 0 has norm 1\.04167"):
+        sample_points(rng, long, 100, margin=1.0)
+    with pytest.raises(ValueError, match=r"row 1 has norm 0;"):
+        sample_points(rng, np.array([[1.0, 0.0], [0.0, 0.0]]), 3)
+    for shape in ((3,), (1, 2, 2), (0, 2), (2, 0)):
+        with pytest.raises(ValueError, match=r"w_star must have (at least 2 dimensions|shape \(B, d\))"):
+            sample_points(rng, np.ones(shape) / np.sqrt(shape[-1] or 1), 3)
+    # directions typed to seven digits, or normalized in float32, are unit within the tolerance
+    X, _ = sample_points(rng, np.array([[0.7071068, -0.7071068]]), 500, margin=1.0)
+    assert np.min(np.abs(X @ np.array([1.0, -1.0]) / np.sqrt(2))) > 1.0 - 1e-6
+    g = np.random.default_rng(1).standard_normal((4, 300)).astype(np.float32)
+    sample_points(rng, g / np.linalg.norm(g, axis=-1, keepdims=True), 2, margin=0.5)
+
+
+@pytest.mark.parametrize("bad", [None, np.random, 0, np.random.RandomState(0)], ids=["None", "module", "seed",
+                                                                                       "RandomState"])
+def test_every_rng_argument_must_be_a_generator(bad):
+    unit = np.array([[1.0, 0.0]])
+    for call in (lambda: sample_w_star(bad, 2, 3), lambda: sample_tasks(bad, 2, 3, 2),
+                 lambda: sample_points(bad, unit, 3)):
+        with pytest.raises(TypeError, match=r"rng must be a numpy\.random\.Generator"):
+            call()
+
+
+def test_sample_tasks_checks_everything_before_drawing():
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state
+    for kw in ({"margin": -1.0}, {"flip": 1.0}, {"cov": np.eye(3)}, {"margin": "0.1"}, {"flip": True}):
+        with pytest.raises(ValueError):
+            sample_tasks(rng, 2, 4, 2, **kw)
+    assert rng.bit_generator.state == state  # no draw was spent on a refused call
+
+
+def test_sizes_beyond_the_limit_are_refused_before_allocating():
+    rng = np.random.default_rng(0)
+    for call, name in ((lambda: sample_tasks(rng, 10**9, 10, 10), "X"),
+                       (lambda: sample_w_star(rng, 10**12, 3), "w_star"),
+                       (lambda: sample_points(rng, np.eye(2), 10**12), "X"),
+                       (lambda: embed(np.ones((1, 10**5, 1, 1)), np.ones((1, 10**5, 1)), np.ones((10**5, 1, 1))), "Z")):
+        with pytest.raises(ValueError, match=rf"^{name} would have shape .* the limit is 268435456"):
+            call()
+
+
+@pytest.mark.parametrize("Z, match", [
+    (np.zeros((4, 0)), "no columns"),
+    (np.zeros((0, 3)), r"even, positive number of rows D = 2d, got D = 0"),
+    (np.zeros((2, 3, 3)), r"even, positive number of rows D = 2d, got D = 3"),
+    (np.zeros(4), "Z must have at least 2 dimensions"),
+    (None, "Z must be real numeric"),
+    ([[1.0, 2.0], [3.0]], "Z could not be converted"),
+])
+def test_read_weights_refuses_bad_tokens_naming_Z(Z, match):
+    with pytest.raises(ValueError, match=match):
+        read_weights(Z)
+
+
+def test_embed_refuses_inputs_without_features():
+    with pytest.raises(ValueError, match=r"X has shape \(2, 3, 0\): the inputs need d >= 1"):
+        embed(np.zeros((2, 3, 0)), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("cov, match", [
+    (1.5e308 * np.eye(2), None), (1e-310 * np.array([[1.0, 0.5], [0.5, 1.0]]), None),
+    (np.array([[1.0, 1.7e308], [-1.7e308, 1.0]]), "cov must be symmetric"),
+])
+def test_covariances_at_the_ends_of_the_float_range(cov, match):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if match is None:
+            X, _, _ = sample_tasks(np.random.default_rng(0), 2, 50, 2, cov=cov)
+            assert np.all(np.isfinite(X)) and np.any(X != 0)
+        else:
+            with pytest.raises(ValueError, match=match):
+                sample_tasks(np.random.default_rng(0), 2, 3, 2, cov=cov)
 
 
 def test_sample_points_are_fresh_points_of_the_same_tasks():
