@@ -10,14 +10,97 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .checks import as_float, check_context, check_positive
-from .losses import _GRAD_KERNELS, LOSSES, _margins, _weighted_sum, logsumexp, ngd_coefficients
+from .checks import MAX_DEPTH, InputTypeError, _short, as_float, check_context, check_positive, check_size
+from .losses import _GRAD_KERNELS, LOSSES, _margins, _weighted_sum, ngd_coefficients
 
 
-def _loss_pair(loss: str):
+# ---------------------------------------------------------------------------
+# Validation at the public boundary: each public function calls one of these in its first line.
+# ---------------------------------------------------------------------------
+
+
+def _check_number(name: str, value, **kwargs):
+    """:func:`check_positive`, also for a Python int beyond NumPy's integer types (``10**400``, say).
+
+    ``check_positive`` tests such an int with ``np.isfinite``, which raises a bare ``TypeError``
+    for it; here it is refused as out of range (or, for a real number, read as a float if it fits).
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
+        bound = ">= 0" if kwargs.get("allow_zero") else "> 0"
+        if value > 0 and kwargs.get("maximum") is not None:
+            raise ValueError(f"{name} = {_short(value)} is too large: the limit is {kwargs['maximum']}")
+        if value < 0:
+            raise ValueError(f"{name} must be finite and {bound}, got {_short(value)}")
+        if kwargs.get("integer"):
+            return value
+        try:
+            value = float(value)
+        except OverflowError:  # beyond the float range: not a finite step size
+            raise ValueError(f"{name} must be finite and {bound}, got {_short(value)}") from None
+    return check_positive(name, value, **kwargs)
+
+
+def _check_loss(loss) -> str:
+    """``loss`` must be a key of ``LOSSES``: a string (``TypeError`` otherwise) that it holds (``ValueError``)."""
+    if not isinstance(loss, str):
+        raise InputTypeError(f"loss must be a name in ngdformer.losses.LOSSES {sorted(LOSSES)}, got {_short(loss)}")
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
-    return LOSSES[loss]
+    return loss
+
+
+def _context(w, X, y, w_name: str = "w"):
+    """:func:`check_context`, then refuse a broadcast batch whose margins or iterates exceed ``MAX_ELEMENTS``."""
+    w, X, y = check_context(w, X, y, w_name=w_name)
+    lead = np.broadcast_shapes(w.shape[:-1], X.shape[:-2])  # e.g. a trajectory (T, B) against contexts (B,)
+    check_size("the margins of w against X", lead + X.shape[-2:-1])  # (..., n)
+    check_size("the iterates of w against X", lead + X.shape[-1:])  # (..., d)
+    return w, X, y
+
+
+def _step_inputs(w, X, y, eta, loss):
+    """The checked inputs of one GD or NGD step."""
+    eta = float(_check_number("eta", eta))
+    return _context(w, X, y) + (eta, _check_loss(loss))
+
+
+def _step_sizes(eta, steps: int) -> np.ndarray:
+    """``eta`` as a float array of shape (steps,): one positive step size, or one per step."""
+    try:
+        etas = np.asarray(eta)
+    except ValueError as exc:  # a ragged list
+        raise ValueError(f"eta must be a scalar or a 1-D array of step sizes, got {_short(eta)}") from exc
+    if etas.ndim == 0:  # a number (a 0-d array is read as its number)
+        eta = _check_number("eta", eta.item() if isinstance(eta, np.ndarray) else eta)
+        return np.full(steps, float(eta))
+    if etas.dtype.kind not in "iuf":  # bools, strings, objects (such as an int beyond the float range)
+        for value in etas.ravel():
+            _check_number("eta", value)  # names the first bad entry
+        raise InputTypeError(f"eta must be an array of real numbers, got dtype {etas.dtype}")
+    if etas.shape != (steps,):
+        raise ValueError(f"eta must be a scalar or have one entry per step ({steps}), got shape {etas.shape}")
+    etas = etas.astype(float)
+    for value in np.unique(etas):
+        check_positive("eta", float(value))
+    return etas
+
+
+def _trajectory_inputs(step, w0, X, y, eta, steps, loss):
+    """The checked inputs of a trajectory; its (steps + 1, ..., d) result is refused above ``MAX_ELEMENTS``."""
+    steps = int(_check_number("steps", steps, integer=True, allow_zero=True, maximum=MAX_DEPTH))
+    etas = _step_sizes(eta, steps)
+    loss = _check_loss(loss)
+    if step is ngd_step:  # a loss that ngd_coefficients does not normalize is refused here, even for steps = 0
+        ngd_coefficients(np.zeros(1), np.ones((1, 1)), np.ones(1), loss)
+    w, X, y = _context(w0, X, y, w_name="w0")
+    shape = (steps + 1,) + np.broadcast_shapes(w.shape[:-1], X.shape[:-2]) + w.shape[-1:]  # as one step returns
+    check_size(f"the trajectory of steps = {steps}", shape)
+    return w, X, y, etas, loss, shape
+
+
+# ---------------------------------------------------------------------------
+# GD and NGD: one step, and trajectories of steps.
+# ---------------------------------------------------------------------------
 
 
 def gd_step(w, X, y, eta: float, loss: str = "logistic") -> np.ndarray:
@@ -29,15 +112,17 @@ def gd_step(w, X, y, eta: float, loss: str = "logistic") -> np.ndarray:
     X : ndarray of shape (..., n, d), the context inputs x_i.
     y : ndarray of shape (..., n), labels in {-1, +1}.
     eta : float > 0, the step size.
-    loss : {"logistic", "exp"}, the loss L (default "logistic").
+    loss : str, a name in ``ngdformer.losses.LOSSES``, the loss L (default "logistic").
 
     Returns
     -------
     w_next : ndarray of shape (..., d), the next iterate; leading dimensions of ``w`` and ``X`` broadcast.
+        Entries are inf (or NaN) where the true step exceeds the float64 range, as for the exponential
+        loss's gradient at margins below about -709 (see ``ngdformer.losses``); :func:`gd` refuses that.
     """
-    check_positive("eta", eta)
-    w, X, y = check_context(w, X, y)
-    return w - eta * _loss_pair(loss)[1](w, X, y)
+    w, X, y, eta, loss = _step_inputs(w, X, y, eta, loss)
+    with np.errstate(over="ignore"):  # an unrepresentable step is inf, as documented
+        return w - eta * LOSSES[loss][1](w, X, y)
 
 
 def ngd_step(w, X, y, eta: float, loss: str = "exp") -> np.ndarray:
@@ -56,7 +141,8 @@ def ngd_step(w, X, y, eta: float, loss: str = "exp") -> np.ndarray:
     X : ndarray of shape (..., n, d), the context inputs x_i.
     y : ndarray of shape (..., n), labels in {-1, +1}.
     eta : float > 0, the step size.
-    loss : {"exp", "logistic"}, the loss L (default "exp").
+    loss : str, a name in ``ngdformer.losses.LOSSES`` that :func:`ngd_coefficients` normalizes, the loss L
+        (default "exp").
 
     Returns
     -------
@@ -70,37 +156,41 @@ def ngd_step(w, X, y, eta: float, loss: str = "exp") -> np.ndarray:
     >>> np.round(ngd_step(w, X, y, eta=0.5), 6), np.round(w + 0.5 * (p * y) @ X, 6)
     (array([ 1.134471, -0.731059]), array([ 1.134471, -0.731059]))
     """
-    check_positive("eta", eta)
-    w, X, y = check_context(w, X, y)
-    return w + eta * _weighted_sum(ngd_coefficients(w, X, y, loss), X, y)
+    w, X, y, eta, loss = _step_inputs(w, X, y, eta, loss)
+    with np.errstate(over="ignore"):  # only eta * max|x_i| beyond the float64 range overflows
+        return w + eta * _weighted_sum(ngd_coefficients(w, X, y, loss), X, y)
 
 
 def _ngd_step(w, X, y, eta: float) -> np.ndarray:
     r"""Kernel of :func:`ngd_step` (exponential loss) on checked input: :math:`w + \eta \sum_i p_i y_i x_i`."""
     m = _margins(w, X, y)  # (..., n)
-    p = np.exp(-m - logsumexp(-m, axis=-1)[..., None])  # softmax(-m), in the log domain
+    top = np.max(-m, axis=-1, keepdims=True)  # (..., 1) shift by the largest exponent, as ngd_coefficients does
+    e = np.exp(-m - top)  # (..., n), in [0, 1]
+    p = e / np.sum(e, axis=-1, keepdims=True)  # softmax(-m): the same bits as ngd_coefficients(w, X, y, "exp")
     return w + eta * _weighted_sum(p, X, y)
 
 
-def _trajectory(step, w0, X, y, eta, steps: int, loss: str) -> np.ndarray:
-    check_positive("steps", steps, integer=True, allow_zero=True)
-    etas = np.broadcast_to(np.asarray(eta, dtype=float), (steps,)) if np.ndim(eta) == 0 else np.asarray(eta, float)
-    if etas.shape != (steps,):
-        raise ValueError(f"eta must be a scalar or have one entry per step ({steps}), got shape {etas.shape}")
-    for value in np.unique(etas):
-        check_positive("eta", float(value))
-    w, X, y = check_context(w0, X, y)
-    shape = np.broadcast_shapes(w.shape[:-1], X.shape[:-2]) + w.shape[-1:]  # as one step would return
-    out = np.empty((steps + 1,) + shape, dtype=w.dtype)
+def _trajectory(step, w0, X, y, eta, steps, loss) -> np.ndarray:
+    w, X, y, etas, loss, shape = _trajectory_inputs(step, w0, X, y, eta, steps, loss)
+    out = np.empty(shape, dtype=w.dtype)  # (steps + 1, ..., d)
     out[0] = w
-    _loss_pair(loss)  # an unknown loss is refused before the loop
     if step is ngd_step:  # the data were checked once above: the loop runs the unchecked kernels
-        kernel = _ngd_step if loss == "exp" else (lambda *a: step(*a, loss))
+        kernel = _ngd_step if loss == "exp" else (lambda w, X, y, eta: ngd_step(w, X, y, eta, loss))
     else:
         grad = _GRAD_KERNELS[loss]
         kernel = lambda w, X, y, eta: w - eta * grad(w, X, y)  # noqa: E731
-    for t in range(steps):  # time loop; each step is vectorised over the batch
-        out[t + 1] = kernel(out[t], X, y, float(etas[t]))
+    for t in range(shape[0] - 1):  # time loop; each step is vectorised over the batch
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported just below
+            out[t + 1] = kernel(out[t], X, y, float(etas[t]))
+        finite = np.isfinite(out[t + 1]).all(axis=-1)  # (...,)
+        if not np.all(finite):
+            bad = tuple(int(i) for i in np.argwhere(np.atleast_1d(~finite))[0])
+            raise ValueError(
+                f"{step.__name__[:-5]} (loss={loss!r}) left the {out.dtype} range at step {t + 1} of {shape[0] - 1} "
+                f"for batch index {bad} with eta = {etas[t]:g}: the step overflowed (as the exponential loss's "
+                "gradient does at margins below about -709 in float64, -88 in float32); a smaller eta, another "
+                "loss or ngd stays finite"
+            )
     return out
 
 
@@ -115,13 +205,19 @@ def gd(w0, X, y, eta, steps: int, loss: str = "logistic") -> np.ndarray:
     X : ndarray of shape (..., n, d), the context inputs x_i.
     y : ndarray of shape (..., n), labels in {-1, +1}.
     eta : float > 0, or ndarray of shape (steps,) with one step size per step.
-    steps : int >= 0, the number of steps.
-    loss : {"logistic", "exp"}, the loss L (default "logistic").
+    steps : int, 0 <= steps <= ``MAX_DEPTH``, the number of steps.
+    loss : str, a name in ``ngdformer.losses.LOSSES``, the loss L (default "logistic").
 
     Returns
     -------
     W : ndarray of shape (steps + 1, ..., d), ``W[0] = w0``; the leading dimensions are
         those of ``w0`` and ``X`` broadcast together.
+
+    Raises
+    ------
+    ValueError
+        for bad input (named), a result of more than ``MAX_ELEMENTS`` entries, or a step that leaves the
+        float64 range (GD on the exponential loss far from the data).
     """
     return _trajectory(gd_step, w0, X, y, eta, steps, loss)
 
@@ -141,8 +237,9 @@ def ngd(w0, X, y, eta, steps: int, loss: str = "exp") -> np.ndarray:
     X : ndarray of shape (..., n, d), the context inputs x_i.
     y : ndarray of shape (..., n), labels in {-1, +1}.
     eta : float > 0, or ndarray of shape (steps,) with one step size per step (per layer).
-    steps : int >= 0, the number of steps (layer applications L).
-    loss : {"exp", "logistic"}, the loss L (default "exp").
+    steps : int, 0 <= steps <= ``MAX_DEPTH``, the number of steps (layer applications L).
+    loss : str, a name in ``ngdformer.losses.LOSSES`` that :func:`ngd_coefficients` normalizes, the loss L
+        (default "exp").
 
     Returns
     -------
@@ -164,7 +261,10 @@ def ngd(w0, X, y, eta, steps: int, loss: str = "exp") -> np.ndarray:
 def normalized_margin(w, X, y) -> np.ndarray:
     r"""Normalized margin of ``w``: its worst margin per unit norm (chapter 01).
 
-    .. math:: \gamma(w) = \min_i m_i(w) / \|w\|
+    .. math:: \gamma(w) = \min_i m_i(w) / \|w\| = \min_i y_i \langle u, x_i\rangle, \qquad u = w / \|w\|
+
+    Computed through the unit vector u, so it is invariant to the scale of ``w`` (any finite
+    nonzero ``w``, 1e-300 or 1e300) and scales with ``X``: :math:`\gamma(w; cX) = c\,\gamma(w; X)`.
 
     Parameters
     ----------
@@ -176,10 +276,12 @@ def normalized_margin(w, X, y) -> np.ndarray:
     -------
     gamma : ndarray of shape (...), zero where ``w = 0``; leading dimensions of ``w`` and ``X`` broadcast.
     """
-    w, X, y = check_context(w, X, y)
-    norm = np.linalg.norm(w, axis=-1)
-    m_min = np.min(_margins(w, X, y), axis=-1)
-    return np.where(norm > 0, m_min / np.where(norm > 0, norm, 1.0), 0.0)
+    w, X, y = _context(w, X, y)
+    big = np.max(np.abs(w), axis=-1, keepdims=True)  # (..., 1)
+    v = w / np.where(big > 0, big, 1.0)  # entries in [-1, 1]: its norm neither overflows nor underflows
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)  # (..., 1), in [1, sqrt(d)] or 0
+    u = v / np.where(norm > 0, norm, 1.0)  # the unit vector, or 0 where w = 0
+    return np.min(_margins(u, X, y), axis=-1)
 
 
 # ---------------------------------------------------------------------------
@@ -195,19 +297,39 @@ class MaxMarginResult(NamedTuple):
     iterations: int  #: number of interior-point (Newton) steps taken for the whole batch
 
 
+def _kkt_inputs(w, X, y, a):
+    """The checked inputs of :func:`kkt_residuals`: ``a`` finite, with one entry per example."""
+    w, X, y = _context(w, X, y)
+    a = as_float("a", a, ndim_min=1)
+    try:  # a's leading dimensions broadcast like w's; its last one must be n, never broadcast from 1
+        lead = np.broadcast_shapes(w.shape[:-1], X.shape[:-2], a.shape[:-1])
+        ok = a.shape[-1] == X.shape[-2]
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"a has shape {a.shape} but y has shape {y.shape}; expected a.shape == {y.shape}, "
+                         "one dual variable a_i per example (or leading dimensions that broadcast)")
+    check_size("the margins of w against X", lead + a.shape[-1:])
+    dtype = np.result_type(w, a)  # float64 unless every input is float32
+    return (*(v.astype(dtype, copy=False) for v in (w, X, y, a)), lead)
+
+
 def kkt_residuals(w, X, y, a) -> dict:
     r"""KKT residuals and duality gap of a hard-margin pair (w, a); each entry has shape (...).
 
     Primal :math:`\min \tfrac12\|w\|^2` s.t. :math:`m_i(w) \ge 1`; dual
     :math:`\max \mathbf 1^\top a - \tfrac12 a^\top G a`, :math:`a \ge 0`, with
-    :math:`w = \sum_i a_i y_i x_i` at the optimum.
+    :math:`w = \sum_i a_i y_i x_i` at the optimum. All five are zero exactly at the optimum.
+    ``dual`` is in the units of ``a`` (which scale like :math:`1/|x|^2`), the other four are
+    relative, so they do not depend on the scale of ``X``.
 
     Parameters
     ----------
     w : ndarray of shape (..., d), the primal candidate.
     X : ndarray of shape (..., n, d), the context inputs x_i.
     y : ndarray of shape (..., n), labels in {-1, +1}.
-    a : ndarray of shape (..., n), the dual candidate.
+    a : ndarray of shape (..., n), the dual candidate, one entry per example (its leading dimensions
+        broadcast like those of ``w``); all inputs finite.
 
     Returns
     -------
@@ -216,20 +338,24 @@ def kkt_residuals(w, X, y, a) -> dict:
         ``stationarity`` :math:`\|w - \sum_i a_i y_i x_i\| / \|w\|`,
         ``slackness`` :math:`\max_i a_i |m_i - 1| / \sum_i a_i`,
         ``gap`` relative duality gap :math:`|\tfrac12\|w\|^2 - (\mathbf 1^\top a - \tfrac12\|w\|^2)| / \tfrac12\|w\|^2`.
+        The denominators are floored at 1e-300 (1.2e-38 in float32); a ratio beyond the float range
+        (``w = 0`` with ``a != 0``, say) is inf, never a small number.
     """
-    w, X, y = check_context(w, X, y)
-    a = as_float("a", a)
+    w, X, y, a, lead = _kkt_inputs(w, X, y, a)
     m = _margins(w, X, y)
     u = _weighted_sum(a, X, y)
     ww = np.sum(w * w, axis=-1)
     sa = np.sum(a, axis=-1)
-    return {
-        "primal": np.maximum(0.0, 1.0 - m.min(axis=-1)),
-        "dual": np.maximum(0.0, -a.min(axis=-1)),
-        "stationarity": np.linalg.norm(w - u, axis=-1) / np.maximum(np.sqrt(ww), 1e-300),
-        "slackness": np.max(np.abs(a * (m - 1.0)), axis=-1) / np.maximum(sa, 1e-300),
-        "gap": np.abs(ww - sa) / np.maximum(0.5 * ww, 1e-300),
-    }
+    floor = max(1e-300, float(np.finfo(m.dtype).tiny))  # 1e-300, or float32's smallest normal number
+    with np.errstate(over="ignore"):  # a ratio beyond the float range is inf, as documented
+        out = {
+            "primal": np.maximum(0.0, 1.0 - m.min(axis=-1)),
+            "dual": np.maximum(0.0, -a.min(axis=-1)),
+            "stationarity": np.linalg.norm(w - u, axis=-1) / np.maximum(np.sqrt(ww), floor),
+            "slackness": np.max(np.abs(a * (m - 1.0)), axis=-1) / np.maximum(sa, floor),
+            "gap": np.abs(ww - sa) / np.maximum(0.5 * ww, floor),
+        }
+    return {key: np.broadcast_to(v, lead).copy() if v.shape != lead else v for key, v in out.items()}  # all (...)
 
 
 def _pinv(A) -> np.ndarray:
@@ -254,23 +380,41 @@ def _polish(M, support) -> np.ndarray:
     least-norm w with :math:`m_i(w) = 1` on S, and :math:`a = P^\top w`; cost O(n d^2).
     The zeroed rows make :math:`M_S` rank-deficient by construction, so the cutoff of
     :func:`_pinv` decides which singular values are real.
+
+    One step of iterative refinement follows: the margins on S miss 1 by the SVD's round-off
+    times the condition of :math:`G_{SS}` (4e-9 for two support vectors of very different
+    lengths, more than the certificate allows), and solving once more for that residual,
+    :math:`a \leftarrow a + P^\top P (\mathbf 1_S - m_S)`, brings it down to about 1e-13.
+    In exact arithmetic the correction is 0 (the residual of a least-norm solution is orthogonal
+    to the range of :math:`M_S`).
     """
     P = _pinv(np.where(support[..., None], M, 0.0))  # (..., d, n)
+    Pt = np.swapaxes(P, -1, -2)  # (..., n, d)
     w = P @ support.astype(M.dtype)[..., None]  # (..., d, 1)
-    return (np.swapaxes(P, -1, -2) @ w)[..., 0]  # (..., n)
+    a = (Pt @ w)[..., 0]  # (..., n)
+    m = M @ np.einsum("...n,...nd->...d", a, M)[..., None]  # (..., n, 1) margins of w = M^T a
+    r = np.where(support[..., None], 1.0 - m, 0.0)  # (..., n, 1) the residual on S
+    return a + (Pt @ (P @ r))[..., 0]  # (..., n)
 
 
-def _certified(M, a, tol: float) -> np.ndarray:
-    """Boolean (...,): does ``a`` satisfy the KKT conditions to ``tol``?"""
+def _certified(M, a, tol: float, unit) -> np.ndarray:
+    r"""Boolean (...,): does the dual ``a`` of the context ``M`` satisfy the KKT conditions to ``tol``?
+
+    ``unit`` (...,) is the size of a dual variable of ``M``, :math:`1/\rho^2` for data of norm about
+    :math:`\rho`: the tolerances on ``a`` and ``|w|^2`` are relative to ``sum(a)`` and ``|w|^2`` but
+    never below ``unit``, the margins are scale-free, so the test reads the same at every scale of ``M``.
+    (A small margin makes the duals large, :math:`\sum_i a_i = |w|^2 = 1/\gamma^2`; their round-off,
+    negative entries included, is relative to that size.)
+    """
     w = np.einsum("...n,...nd->...d", a, M)
     m = M @ w[..., None]
     m = m[..., 0]
     ww = np.sum(w * w, axis=-1)
     sa = np.sum(a, axis=-1)
     scale = 1.0 + np.sqrt(ww) * np.linalg.norm(M, axis=-1).max(axis=-1)  # round-off size of a margin
-    ok = (a.min(axis=-1) >= -tol) & (m.min(axis=-1) >= 1.0 - tol * scale)
-    ok &= np.max(np.abs(a * (m - 1.0)), axis=-1) <= tol * np.maximum(sa, 1.0)
-    ok &= np.abs(ww - sa) <= tol * np.maximum(ww, 1.0)
+    ok = (a.min(axis=-1) >= -tol * np.maximum(sa, unit)) & (m.min(axis=-1) >= 1.0 - tol * scale)
+    ok &= np.max(np.abs(a * (m - 1.0)), axis=-1) <= tol * np.maximum(sa, unit)
+    ok &= np.abs(ww - sa) <= tol * np.maximum(ww, unit)
     return ok
 
 
@@ -301,8 +445,38 @@ def _ipm_step(M, Mt, w, a, s, done):
 
 def _raise_not_separable(mask, why: str):
     bad = tuple(int(i) for i in np.argwhere(np.atleast_1d(mask))[0])
-    raise ValueError(f"context at batch index {bad} is not linearly separable through the origin ({why}); "
+    raise ValueError(f"the context (X, y) at batch index {bad} is not linearly separable through the origin ({why}); "
                      "max_margin needs separable data")
+
+
+#: The range :func:`max_margin_dual` accepts for each task's largest :math:`|x_{ij}|`: its dual
+#: variables scale like :math:`1/|x|^2` and must stay far inside the float64 range.
+X_SCALE_RANGE = (1e-100, 1e100)
+
+
+def _max_margin_inputs(X, y, tol, max_iter, min_margin) -> np.ndarray:
+    """The checked inputs of :func:`max_margin_dual`; returns the rows :math:`y_i x_i` as M (..., n, d), float64."""
+    _check_number("tol", tol, maximum=1e-2)
+    _check_number("max_iter", max_iter, integer=True, maximum=MAX_DEPTH)
+    _check_number("min_margin", min_margin, allow_zero=True)
+    if min_margin >= 1:  # every convex combination of the y_i x_i lies within max|x_i| of the origin
+        raise ValueError(f"min_margin must be < 1 (1 or more rejects every context), got {_short(min_margin)}")
+    _, X, y = check_context(None, X, y)
+    if X.shape[-1] == 0:
+        raise ValueError(f"X has shape {X.shape} with d = 0 features: no context is separable through the origin")
+    M = y.astype(np.float64)[..., None] * X.astype(np.float64)  # (..., n, d) rows y_i x_i
+    check_size("the Newton matrices (..., d, d) of max_margin", M.shape[:-2] + M.shape[-1:] * 2)
+    big = np.abs(M).max(axis=(-2, -1))  # (...,) each task's largest |x_ij|
+    if np.any(big == 0):
+        _raise_not_separable(big == 0, "every x_i is zero")
+    low, high = X_SCALE_RANGE
+    outside = (big < low) | (big > high)
+    if np.any(outside):
+        bad = tuple(int(i) for i in np.argwhere(np.atleast_1d(outside))[0])
+        raise ValueError(f"X at batch index {bad} has largest entry {float(np.atleast_1d(big)[bad]):.3g}; "
+                         f"max_margin accepts each task's largest |x_ij| in [{low:g}, {high:g}] "
+                         "(its dual variables scale like 1/|x|^2)")
+    return M
 
 
 def max_margin_dual(X, y, *, tol: float = 1e-10, max_iter: int = 200, min_margin: float = 1e-9) -> MaxMarginResult:
@@ -320,13 +494,21 @@ def max_margin_dual(X, y, *, tol: float = 1e-10, max_iter: int = 200, min_margin
     the iterate itself (needed when tied points make the dual degenerate), passes the
     KKT conditions to ``tol`` (:func:`kkt_residuals` reports them).
 
+    The solution is scale-equivariant: the max-margin vector of :math:`cX` is :math:`w_{mm}/c`
+    and its dual :math:`a/c^2`. So each task is solved on its context divided by the power of
+    two :math:`\rho` nearest above its largest :math:`|x_i|` (an exact rescaling), mapped back
+    (:math:`w/\rho`, :math:`a/\rho^2`) and certified on the original context, with the
+    tolerances on ``a`` and :math:`|w|^2` relative to :math:`1/\rho^2`: the same direction
+    and the same certificate at every scale of ``X``.
+
     Parameters
     ----------
-    X : ndarray of shape (..., n, d), the context inputs x_i.
+    X : ndarray of shape (..., n, d), the context inputs x_i; each task's largest
+        :math:`|x_{ij}|` between 1e-100 and 1e100 (``ngdformer.solvers.X_SCALE_RANGE``).
     y : ndarray of shape (..., n), labels in {-1, +1}.
-    tol : float, tolerance of the KKT certificate (default 1e-10).
-    max_iter : int, maximum number of Newton steps (default 200).
-    min_margin : float, the separability test: a context whose convex hull of the
+    tol : float, 0 < tol <= 1e-2, tolerance of the KKT certificate (default 1e-10).
+    max_iter : int, 1 <= max_iter <= ``MAX_DEPTH``, maximum number of Newton steps (default 200).
+    min_margin : float, 0 <= min_margin < 1, the separability test: a context whose convex hull of the
         :math:`y_i x_i` comes within ``min_margin * max_i |x_i|`` of the origin is
         rejected as not separable (default 1e-9).
 
@@ -342,30 +524,32 @@ def max_margin_dual(X, y, *, tol: float = 1e-10, max_iter: int = 200, min_margin
         of the :math:`y_i x_i` lies within ``min_margin * max_i |x_i|`` of the origin (Gordan's
         certificate; separable data keep it at least the margin away), or if no certificate
         is reached in ``max_iter`` Newton steps (seen only for margins below ~1e-3 with
-        hundreds of points in 2-3 dimensions).
+        hundreds of points in 2-3 dimensions); and for bad arguments, each named.
     """
-    _, X, y = check_context(None, X, y)
-    X, y = X.astype(np.float64), y.astype(np.float64)
-    M = y[..., None] * X  # (..., n, d) rows y_i x_i
+    M = _max_margin_inputs(X, y, tol, max_iter, min_margin)  # (..., n, d) rows y_i x_i, float64
     lead, (n, d) = M.shape[:-2], M.shape[-2:]
-    Mt = np.swapaxes(M, -1, -2)  # (..., d, n)
-    xmax = np.linalg.norm(M, axis=-1).max(axis=-1)  # (...,)
+    e = np.asarray(np.frexp(np.linalg.norm(M, axis=-1).max(axis=-1))[1])  # (...,) 2^(e-1) <= max_i |x_i| < 2^e
+    Ms = np.ldexp(M, -e[..., None, None])  # (..., n, d) the same context with max_i |x_i| in [1/2, 1), exactly
+    unit = np.ldexp(1.0, -2 * e)  # (...,) a dual of M is unit times the dual of Ms (exactly: a power of two)
+    Mt = np.swapaxes(Ms, -1, -2)  # (..., d, n)
+    xmax = np.linalg.norm(Ms, axis=-1).max(axis=-1)  # (...,)
     w, s, a = np.zeros(lead + (d,)), np.ones(lead + (n,)), np.ones(lead + (n,))
     done = np.zeros(lead, dtype=bool)
-    result = np.zeros(lead + (n,))
+    result = np.zeros(lead + (n,))  # the certified duals of the original context
     for it in range(1, max_iter + 1):
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # overflows only on non-separable data
-            w, a, s = _ipm_step(M, Mt, w, a, s, done)
+            w, a, s = _ipm_step(Ms, Mt, w, a, s, done)
         diverged = ~(np.isfinite(a).all(axis=-1) & np.isfinite(s).all(axis=-1) & np.isfinite(w).all(axis=-1))
         if np.any(diverged & ~done):
             _raise_not_separable(diverged & ~done, "the interior-point iterates diverged")
-        for cand in (_polish(M, a > s), a):  # exact solve on the support guess; the iterate itself
-            ok = _certified(M, cand, tol) & ~done
+        for cand in (_polish(Ms, a > s), a):  # exact solve on the support guess; the iterate itself
+            cand = cand * unit[..., None]  # mapped back: the dual of the original context
+            ok = _certified(M, cand, tol, unit) & ~done  # certified on the original context
             result = np.where(ok[..., None], np.maximum(cand, 0.0), result)
             done |= ok
         if np.all(done):
             w = np.einsum("...n,...nd->...d", result, M)
-            return MaxMarginResult(w.astype(X.dtype), result, it)
+            return MaxMarginResult(w, result, it)
         # Gordan certificate: for separable data |M^T a| >= gamma * sum(a) for every a >= 0.
         hull = np.linalg.norm(np.einsum("...dn,...n->...d", Mt, a), axis=-1) / a.sum(axis=-1)
         blown = (hull < min_margin * xmax) & ~done
@@ -378,16 +562,19 @@ def max_margin_dual(X, y, *, tol: float = 1e-10, max_iter: int = 200, min_margin
     )
 
 
-def max_margin(X, y, **kwargs) -> np.ndarray:
+def max_margin(X, y, *, tol: float = 1e-10, max_iter: int = 200, min_margin: float = 1e-9) -> np.ndarray:
     r"""Hard-margin direction :math:`w_{mm} = \arg\min \|w\|^2` s.t. :math:`y_i\langle w, x_i\rangle \ge 1`.
 
-    See :func:`max_margin_dual` for the solver and its certificate (chapters 01, 05).
+    See :func:`max_margin_dual` for the solver and its certificate (chapters 01, 05); the
+    max-margin vector of :math:`cX` is :math:`w_{mm}/c`, at every scale c.
 
     Parameters
     ----------
     X : ndarray of shape (..., n, d), the context inputs x_i; must be separable through the origin.
     y : ndarray of shape (..., n), labels in {-1, +1}.
-    **kwargs : ``tol``, ``max_iter``, ``min_margin``, passed to :func:`max_margin_dual`.
+    tol : float, tolerance of the KKT certificate (default 1e-10), see :func:`max_margin_dual`.
+    max_iter : int, maximum number of Newton steps (default 200), see :func:`max_margin_dual`.
+    min_margin : float, the separability test (default 1e-9), see :func:`max_margin_dual`.
 
     Returns
     -------
@@ -401,4 +588,4 @@ def max_margin(X, y, **kwargs) -> np.ndarray:
     >>> np.round(w_mm, 6), round(float(normalized_margin(w_mm, X, y)), 6)  # margin 1/|w_mm| = sqrt(2)
     (array([0.5, 0.5]), 1.414214)
     """
-    return max_margin_dual(X, y, **kwargs).w
+    return max_margin_dual(X, y, tol=tol, max_iter=max_iter, min_margin=min_margin).w
