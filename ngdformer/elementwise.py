@@ -230,20 +230,19 @@ def elementwise_attention_naive(Z, W, V, n_context: int, activation: str) -> np.
 
     Returns
     -------
-    out : ndarray of shape (..., D, N)
+    out : ndarray of shape (..., D, N), the dtype of :func:`elementwise_attention_forward`'s output
+        (float32 only when ``Z``, ``W`` and ``V`` all are); an empty batch gives an empty result.
     """
     Z, W, V = _check_elementwise(Z, W, V, n_context, activation)
     D, N = Z.shape[-2:]
-    if Z.ndim > 2:
-        items = [elementwise_attention_naive(z, W, V, n_context, activation) for z in Z.reshape(-1, D, N)]
-        return np.stack(items).reshape(Z.shape)
-    out = Z.copy()
-    for j in range(N):
-        q = Z[:, j]
-        update = np.zeros(D, dtype=Z.dtype)
-        for i in range(n_context):
-            update += _scalar_phi(float(Z[:, i] @ W @ q), activation) * Z[:, i]
-        out[:, j] = q + V @ update
+    out = Z.copy()  # (..., D, N), already in the dtype NumPy's promotion gives Z, W and V
+    for z, o in zip(Z.reshape(-1, D, N), out.reshape(-1, D, N)):  # one task at a time; none for an empty batch
+        for j in range(N):
+            q = z[:, j]
+            update = np.zeros(D, dtype=z.dtype)
+            for i in range(n_context):
+                update += _scalar_phi(float(z[:, i] @ W @ q), activation) * z[:, i]
+            o[:, j] = q + V @ update
     return out
 
 
@@ -320,6 +319,7 @@ def elementwise_trajectory(Z, W, V, n_context: int, depth: int, activation: str)
     Returns
     -------
     w : ndarray of shape (depth + 1, ..., d); ``w[t]`` is :func:`ngdformer.read_weights` after t applications.
+        ``w[0]`` is finite; an entry that has left the float range (a diverging loop) stays inf or NaN.
     """
     check_depth(depth)
     Z, W, V = _check_elementwise(Z, W, V, n_context, activation)

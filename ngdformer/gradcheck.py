@@ -100,8 +100,8 @@ def check_directions(f, x, grad, rng: np.random.Generator, directions: int = 3, 
     ----------
     f : callable, ndarray of ``x``'s shape -> scalar.
     x : ndarray of any shape, the point (finite, at least one entry, converted to float64).
-    grad : ndarray of ``x``'s shape, the hand-derived gradient g at ``x``. A NaN or inf in it is
-        not refused: it makes the analytic derivatives non-finite, which the check then fails.
+    grad : ndarray of ``x``'s shape, the hand-derived gradient g at ``x``. A NaN or inf in ``grad``
+        is not refused: it makes the analytic derivatives non-finite, which the check then fails.
     rng : np.random.Generator, draws the directions.
     directions : int >= 1, the number of random unit directions v_k (default 3).
     h : float > 0, the central-difference step (default 1e-6).
@@ -109,7 +109,8 @@ def check_directions(f, x, grad, rng: np.random.Generator, directions: int = 3, 
     Returns
     -------
     num : ndarray of shape (directions,), the numeric directional derivatives.
-    ana : ndarray of shape (directions,), the analytic ones :math:`\langle g, v_k\rangle`.
+    ana : ndarray of shape (directions,), the analytic ones :math:`\langle g, v_k\rangle`; every
+        entry inf or NaN where ``grad`` has a non-finite entry (:func:`gradient_errors` scores it inf).
     """
     x = _check_point(f, x, h)
     grad = _real("grad", grad)

@@ -24,7 +24,7 @@ import numpy as np
 
 from .checks import MAX_DEPTH, as_float, as_labels, check_flag, check_layer, check_positive, check_size
 from .fast import _looped_backward, _looped_with_cache
-from .losses import sigmoid
+from .losses import _sigmoid  # unchecked: a diverging run records NaN in its history, not an error
 from .optim import _check_choice, _check_fraction, _cosine_lr, _kernel_optimizer
 from .solvers import ngd
 from .tasks import embed, sample_points, sample_tasks
@@ -103,7 +103,7 @@ def _end_loss(w, objective: str, w_star=None, X_query=None, y_query=None, w_ngd=
     if objective == "logistic":
         m = y_query * np.einsum("bnd,bd->bn", X_query, w)  # (B, n_q) margins on the query points
         J = float(np.mean(np.logaddexp(0.0, -m)))
-        dm = -sigmoid(-m) / m.size  # dJ/dm
+        dm = -_sigmoid(-m) / m.size  # dJ/dm
         return J, np.einsum("bn,bnd->bd", dm * y_query, X_query)
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")  # pragma: no cover - checked
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_context
+from .checks import as_float, check_context
 
 
 def margins(w, X, y) -> np.ndarray:
@@ -52,12 +52,18 @@ def sigmoid(z) -> np.ndarray:
 
     Parameters
     ----------
-    z : array_like of any shape, finite.
+    z : array_like of any shape, real and finite (NaN, inf, strings, complex numbers are a
+        ``ValueError`` or ``TypeError`` naming ``z``); integers and bools count as float64.
 
     Returns
     -------
-    s : ndarray, the shape of ``z``, entries in [0, 1].
+    s : ndarray, the shape of ``z``, entries in [0, 1]; float32 for float32 ``z``, float64 otherwise.
     """
+    return _sigmoid(as_float("z", z))
+
+
+def _sigmoid(z) -> np.ndarray:
+    """Kernel of :func:`sigmoid` on checked input (the logistic gradient calls it on its margins)."""
     return np.exp(log_sigmoid(z))
 
 
@@ -176,7 +182,7 @@ def _exp_loss_grad_overflow(m, X, y) -> np.ndarray:
 def _logistic_loss_grad(w, X, y) -> np.ndarray:
     """Kernel of :func:`logistic_loss_grad` on checked input."""
     m = _margins(w, X, y)
-    return -_weighted_sum(sigmoid(-m) / m.shape[-1], X, y)
+    return -_weighted_sum(_sigmoid(-m) / m.shape[-1], X, y)
 
 
 def exp_loss_grad(w, X, y) -> np.ndarray:

@@ -247,6 +247,26 @@ def test_batched_forward_and_backward_equal_loop_of_single_items(act):
     np.testing.assert_allclose(dW2, dW, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("dtypes", list(itertools.product((np.float32, np.float64, np.int64), repeat=3)))
+def test_naive_has_the_forwards_dtype_for_mixed_inputs(dtypes):
+    """NumPy's promotion: float32 only when Z, W and V all are; the naive reference follows the forward."""
+    Z, W, V, _, _ = _layer(7, 2, 2, 3, 1, 1.0)
+    Z, W, V = (a.astype(t) for a, t in zip((Z, W, V), dtypes))
+    out, _ = nf.elementwise_attention_forward(Z, W, V, 3, "sigmoid")
+    naive = nf.elementwise_attention_naive(Z, W, V, 3, "sigmoid")
+    assert naive.dtype == out.dtype == (np.float32 if set(dtypes) == {np.float32} else np.float64)
+    np.testing.assert_allclose(naive, out, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 3), (2, 0, 4, 3)])
+def test_an_empty_batch_gives_an_empty_result_in_both_versions(shape):
+    W, V = nf.gd_weights(2, 0.5, 2)
+    for act in ACTS:
+        out, _ = nf.elementwise_attention_forward(np.zeros(shape), W, V, 2, act)
+        naive = nf.elementwise_attention_naive(np.zeros(shape), W, V, 2, act)
+        assert naive.shape == out.shape == shape and naive.dtype == out.dtype == np.float64
+
+
 def test_not_a_softmax_and_not_normalised():
     """Doubling every key doubles the scores; no normalisation over the keys, unlike the softmax layer."""
     Z, W, V, _, _ = _layer(1, 2, 2, 4, 0, 1.0)
@@ -326,8 +346,8 @@ def test_one_step_loss_is_zero_at_the_construction(act):
 @pytest.mark.parametrize("act", ("linear", "relu", "sigmoid"))
 @pytest.mark.parametrize("seed", range(3))
 def test_default_recipe_reaches_the_construction(act, seed):
-    W, V, hist = nf.train_elementwise_layer(np.random.default_rng(seed), n=20, d=5, eta=0.5, activation=act,
-                                            quiet=True)
+    # through the public entry point, with its defaults (which hand over to the elementwise recipe)
+    W, V, hist = nf.train_one_step_layer(np.random.default_rng(seed), n=20, d=5, eta=0.5, activation=act, quiet=True)
     assert hist["dist"][-1] < 1e-6, (act, seed, hist["dist"][-1])
     Ws, Vs = nf.gd_weights(5, 0.5, 20)
     assert nf.distance_to_construction(W, 20 * V, 0.5) == pytest.approx(hist["dist"][-1], rel=0.5, abs=1e-6)

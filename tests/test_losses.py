@@ -1,5 +1,7 @@
 """Losses and their hand-derived gradients: finite differences, batching, extremes, float32, ties."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -85,6 +87,32 @@ def test_normalized_gradient_is_softmax_weighted_sum(seed, B, n, d, scale):
 @given(s=st.floats(-30, 30))
 def test_sigmoid_matches_definition(s):
     assert sigmoid(s) == pytest.approx(1.0 / (1.0 + np.exp(-s)), rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("z, error, words", [
+    (np.array([np.nan]), ValueError, "non-finite"), (np.array([0.5, -np.inf]), ValueError, "non-finite"),
+    (np.array(["0.5"]), TypeError, "real numeric"), (np.array([0.5 + 1j]), TypeError, "real numeric"),
+    (np.array([0.5], object), TypeError, "real numeric"), ("0.5", TypeError, "real numeric")])
+def test_sigmoid_refuses_what_is_not_a_finite_real_number_by_name(z, error, words):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a refusal, not NumPy's RuntimeWarning or ufunc error
+        with pytest.raises(error, match=rf"^z .*{words}"):
+            sigmoid(z)
+
+
+def test_sigmoid_takes_integers_and_bools_as_float64_and_keeps_float32():
+    np.testing.assert_array_equal(sigmoid(np.array([True, False])), sigmoid(np.array([1.0, 0.0])))
+    assert sigmoid(np.array([0, 2])).dtype == np.float64 and sigmoid(np.array([0, 2]))[0] == 0.5
+    assert sigmoid(np.zeros(3, np.float32)).dtype == np.float32
+    assert sigmoid(np.zeros((0, 2))).shape == (0, 2)
+
+
+def test_the_logistic_gradient_kernel_keeps_overflowing_margins_silent():
+    """Finite w and X whose margins overflow to +-inf: the kernel's unchecked sigmoid gives the limit, not an error."""
+    X, y = np.array([[1e200], [-1e200]]), np.array([1.0, 1.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(logistic_loss_grad(np.array([1e200]), X, y), [5e199])  # -(0 - 1e200) / 2
 
 
 def test_losses_by_hand_on_a_tiny_case():
@@ -311,7 +339,8 @@ def test_exp_loss_grad_overflow_is_inf_per_entry_never_nan(M, dtype):
     assert g[1, 0] == 0.0 and g[1, 1] == -np.inf
     assert g[2, 0] == -np.inf and g[2, 1] == 0.0
     np.testing.assert_array_equal(nf.losses._GRAD_KERNELS["exp"](w, X, y), g)  # the kernel gd runs on
-    np.testing.assert_array_equal(gd_step(w, X, y, 0.5, loss="exp")[0], [np.inf, w[0, 1] - 0.5 * g[0, 1]])
+    expect = np.array([np.inf, w[0, 1] - dtype(0.5) * g[0, 1]], dtype=dtype)  # in the dtype on every NumPy
+    np.testing.assert_array_equal(gd_step(w, X, y, 0.5, loss="exp")[0], expect)
 
 
 def test_exp_loss_grad_is_unchanged_where_nothing_overflows():
