@@ -97,12 +97,23 @@ def relative_difference(u, v) -> np.ndarray:
     gap : ndarray of shape (...), >= 0 (``inf`` against a zero reference).
     """
     u, v = _pair(u, v)
-    e = np.maximum(_exponent(u), _exponent(v))  # one exact rescaling per task for both vectors
-    u, v = np.ldexp(u, -e), np.ldexp(v, -e)
-    top, bottom = np.linalg.norm(u - v, axis=-1), np.linalg.norm(v, axis=-1)
+    eu, ev = _exponent(u), _exponent(v)
+    # one exact rescaling per task for both vectors (a zero vector must not set it), so u - v cannot overflow
+    e = np.where(np.all(u == 0, axis=-1, keepdims=True), ev,
+                 np.where(np.all(v == 0, axis=-1, keepdims=True), eu, np.maximum(eu, ev)))
+    diff, v = np.ldexp(u, -e) - np.ldexp(v, -e), np.ldexp(v, -e)
+    top, e_top = _scaled_norm(diff)  # each norm rescaled again, so a tiny v's squares do not underflow
+    bottom, e_bottom = _scaled_norm(v)
     zero = bottom == 0
-    gap = np.divide(top, np.where(zero, 1.0, bottom))
+    with np.errstate(over="ignore"):  # a true gap above the float range is inf
+        gap = np.ldexp(np.divide(top, np.where(zero, 1.0, bottom)), e_top - e_bottom)
     return np.where(zero, np.where(top == 0, 0.0, np.inf), gap)
+
+
+def _scaled_norm(a) -> tuple[np.ndarray, np.ndarray]:
+    """``(m, e)`` with ``norm(a, axis=-1) = m * 2**e``, computed on the exactly rescaled rows (no under/overflow)."""
+    e = _exponent(a)
+    return np.linalg.norm(np.ldexp(a, -e), axis=-1), e[..., 0]
 
 
 def accuracy(w, X, y) -> np.ndarray:
