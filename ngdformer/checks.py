@@ -117,6 +117,8 @@ def check_positive(name: str, value, *, integer: bool = False, allow_zero: bool 
     try:
         finite = bool(np.isfinite(float(value)))
     except OverflowError:  # an int beyond the float range, e.g. eta = 10**400
+        if maximum is not None and value > 0:
+            raise ValueError(f"{name} = {_short(value)} is too large: the limit is {maximum}") from None
         finite = False
     bound = ">= 0" if allow_zero else "> 0"
     if not finite or value < 0 or (value == 0 and not allow_zero):

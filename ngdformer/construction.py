@@ -301,16 +301,9 @@ def _check_caches(dout, caches, *, shared: bool = False):
 
 def _check_loop(Z, W, V, n_context: int, depth: int, options: dict):
     """Validate a looped model's input, at any depth (0 included); refuse a query-only loop that is not exact."""
-    _check_depth(depth)
+    check_depth(depth)
     Z, W, V = check_layer(Z, W, V, n_context)
     _check_options(options)
     if options.get("query_only"):
         _check_query_only_exact(W, V, depth)
     return Z, W, V
-
-
-def _check_depth(depth) -> int:
-    """:func:`ngdformer.checks.check_depth`, also for integers beyond int64 (10**30), which it cannot take."""
-    if isinstance(depth, (int, np.integer)) and not isinstance(depth, (bool, np.bool_)) and depth > MAX_DEPTH:
-        raise ValueError(f"depth = {depth} is too large: the limit is {MAX_DEPTH}")
-    return check_depth(depth)

@@ -19,27 +19,6 @@ from .losses import _GRAD_KERNELS, LOSSES, _margins, _weighted_sum, ngd_coeffici
 # ---------------------------------------------------------------------------
 
 
-def _check_number(name: str, value, **kwargs):
-    """:func:`check_positive`, also for a Python int beyond NumPy's integer types (``10**400``, say).
-
-    ``check_positive`` tests such an int with ``np.isfinite``, which raises a bare ``TypeError``
-    for it; here it is refused as out of range (or, for a real number, read as a float if it fits).
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
-        bound = ">= 0" if kwargs.get("allow_zero") else "> 0"
-        if value > 0 and kwargs.get("maximum") is not None:
-            raise ValueError(f"{name} = {_short(value)} is too large: the limit is {kwargs['maximum']}")
-        if value < 0:
-            raise ValueError(f"{name} must be finite and {bound}, got {_short(value)}")
-        if kwargs.get("integer"):
-            return value
-        try:
-            value = float(value)
-        except OverflowError:  # beyond the float range: not a finite step size
-            raise ValueError(f"{name} must be finite and {bound}, got {_short(value)}") from None
-    return check_positive(name, value, **kwargs)
-
-
 def _check_loss(loss) -> str:
     """``loss`` must be a key of ``LOSSES``: a string (``TypeError`` otherwise) that it holds (``ValueError``)."""
     if not isinstance(loss, str):
@@ -60,7 +39,7 @@ def _context(w, X, y, w_name: str = "w"):
 
 def _step_inputs(w, X, y, eta, loss):
     """The checked inputs of one GD or NGD step."""
-    eta = float(_check_number("eta", eta))
+    eta = float(check_positive("eta", eta))
     return _context(w, X, y) + (eta, _check_loss(loss))
 
 
@@ -71,11 +50,11 @@ def _step_sizes(eta, steps: int) -> np.ndarray:
     except ValueError as exc:  # a ragged list
         raise ValueError(f"eta must be a scalar or a 1-D array of step sizes, got {_short(eta)}") from exc
     if etas.ndim == 0:  # a number (a 0-d array is read as its number)
-        eta = _check_number("eta", eta.item() if isinstance(eta, np.ndarray) else eta)
+        eta = check_positive("eta", eta.item() if isinstance(eta, np.ndarray) else eta)
         return np.full(steps, float(eta))
     if etas.dtype.kind not in "iuf":  # bools, strings, objects (such as an int beyond the float range)
         for value in etas.ravel():
-            _check_number("eta", value)  # names the first bad entry
+            check_positive("eta", value)  # names the first bad entry
         raise InputTypeError(f"eta must be an array of real numbers, got dtype {etas.dtype}")
     if etas.shape != (steps,):
         raise ValueError(f"eta must be a scalar or have one entry per step ({steps}), got shape {etas.shape}")
@@ -87,7 +66,7 @@ def _step_sizes(eta, steps: int) -> np.ndarray:
 
 def _trajectory_inputs(step, w0, X, y, eta, steps, loss):
     """The checked inputs of a trajectory; its (steps + 1, ..., d) result is refused above ``MAX_ELEMENTS``."""
-    steps = int(_check_number("steps", steps, integer=True, allow_zero=True, maximum=MAX_DEPTH))
+    steps = int(check_positive("steps", steps, integer=True, allow_zero=True, maximum=MAX_DEPTH))
     etas = _step_sizes(eta, steps)
     loss = _check_loss(loss)
     if step is ngd_step:  # a loss that ngd_coefficients does not normalize is refused here, even for steps = 0
@@ -456,9 +435,9 @@ X_SCALE_RANGE = (1e-100, 1e100)
 
 def _max_margin_inputs(X, y, tol, max_iter, min_margin) -> np.ndarray:
     """The checked inputs of :func:`max_margin_dual`; returns the rows :math:`y_i x_i` as M (..., n, d), float64."""
-    _check_number("tol", tol, maximum=1e-2)
-    _check_number("max_iter", max_iter, integer=True, maximum=MAX_DEPTH)
-    _check_number("min_margin", min_margin, allow_zero=True)
+    check_positive("tol", tol, maximum=1e-2)
+    check_positive("max_iter", max_iter, integer=True, maximum=MAX_DEPTH)
+    check_positive("min_margin", min_margin, allow_zero=True)
     if min_margin >= 1:  # every convex combination of the y_i x_i lies within max|x_i| of the origin
         raise ValueError(f"min_margin must be < 1 (1 or more rejects every context), got {_short(min_margin)}")
     _, X, y = check_context(None, X, y)
