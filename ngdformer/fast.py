@@ -358,7 +358,7 @@ def _map_chunks(task, n_chunks: int, parallel: bool = True) -> list:
 
     The calling thread works too, and every thread takes the next chunk not yet taken;
     ``task(i)`` must write only its own chunk's part of any shared output. The workers run
-    in copies of the caller's context, so a caller's ``np.errstate`` holds in them too.
+    in copies of the caller's context and under the caller's ``np.errstate`` (on every NumPy).
     ``parallel=False`` runs every chunk in the calling thread (where threads do not pay).
     """
     threads = min(get_num_threads(), n_chunks) if parallel else 1
@@ -366,9 +366,10 @@ def _map_chunks(task, n_chunks: int, parallel: bool = True) -> list:
         return [task(i) for i in range(n_chunks)]
     results = [None] * n_chunks
     take = itertools.count().__next__  # atomic: each chunk index is handed out once
+    errors = np.geterr()  # NumPy < 2 keeps errstate per thread, not in the context: pass it on by hand
 
     def runner():
-        with _one_blas_thread():  # a per-thread BLAS (OpenMP) needs its limit set in each thread
+        with _one_blas_thread(), np.errstate(**errors):  # a per-thread BLAS (OpenMP) needs its limit in each thread
             i = take()
             while i < n_chunks:
                 results[i] = task(i)
