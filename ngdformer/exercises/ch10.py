@@ -15,29 +15,12 @@ from ..elementwise import ACTIVATIONS, elementwise_attention_backward, elementwi
 from ..experiments.ch10 import step_limits
 from ..gradcheck import check_directions, gradient_errors
 from ..tasks import sample_tasks
-from . import NotAttempted, attempt, checker, compare
+from . import checker, compare
+from .ch03 import _call, _swap  # the same layer conventions as chapter 03's checkers
 
 # (leading batch shape, d, N, n_context): B, D = 2d, N and n differ in every case; the last has
 # n_context = N - 2, so a layer that takes the keys to be all but the last column fails.
 _BACKWARD_CASES = (((3,), 2, 8, 7), ((), 3, 5, 4), ((5,), 3, 4, 2))
-
-
-def _swap(a):
-    return np.swapaxes(a, -1, -2)
-
-
-def _call(fn, what: str, *args):
-    """Call a student's function; an exception it raises becomes an AssertionError that says on which input."""
-    try:
-        return attempt(fn, *args)
-    except (AssertionError, NotAttempted):
-        raise
-    except Exception as exc:
-        hint = ""
-        if isinstance(exc, (IndexError, ValueError)):
-            hint = (". If this is a shape or indexing error: index axes from the end (np.swapaxes(x, -1, -2), "
-                    "not x.T, for a batch) so that one code path serves a single task and a batch")
-        raise AssertionError(f"on {what} your function raised {type(exc).__name__}: {exc}{hint}") from None
 
 
 def _draw(seed: int, batch: tuple, d: int, N: int, n: int):
