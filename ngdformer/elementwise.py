@@ -40,7 +40,7 @@ from .construction import context_is_inert, ngd_weights
 from .losses import _GRAD_KERNELS
 from .optim import cosine_lr, make_optimizer
 from .tasks import _embed, sample_tasks
-from .training import Progress, init_weights
+from .training import Progress, _assemble, _block_scales, _to_blocks, init_weights
 
 #: The activations :math:`\varphi`, in the order the course shows them.
 ACTIVATIONS = ("linear", "relu", "sigmoid", "exp")
@@ -461,7 +461,7 @@ def train_elementwise_layer(rng: np.random.Generator, *, n: int, d: int, eta: fl
     does for the softmax layer. The fixed point is :func:`gd_weights` ``(d, eta, n)``. The
     optimizer works on :math:`(W, nV)`: the construction's :math:`V^*/n` has entries
     :math:`\eta/n`, and Adam moves every entry by about ``lr`` per step whatever its scale. The
-    defaults (1000 iterations of Adam on 32 fresh tasks, ``lr`` 0.03 decayed to 0 on a cosine,
+    defaults (1000 iterations of Adam on 32 fresh tasks, ``lr`` 0.03 decayed to nearly 0 on a cosine,
     :math:`\sigma_0 = 1/\sqrt d`, zero start) recover the construction to about :math:`10^{-13}`
     for the linear, ReLU and sigmoid layers at n = 20, d = 5, eta = 0.5 (chapter 10); the
     exponential layer needs a smaller :math:`\sigma_0` (chapter 10 explains why).
@@ -482,7 +482,8 @@ def train_elementwise_layer(rng: np.random.Generator, *, n: int, d: int, eta: fl
     params : ``"full"`` (the whole W and V) or ``"blocks"`` (only :math:`W_{12}, V_{11}, V_{21}`)
     init_scale : float > 0, standard deviation of a random start
     momentum : float in [0, 1), SGD momentum (ignored by Adam)
-    schedule : ``"cosine"`` (default, lr decayed to 0 at the last iteration) or ``"constant"``
+    schedule : ``"cosine"`` (default, :func:`ngdformer.optim.cosine_lr`: lr decayed to nearly 0 by the
+        last iteration) or ``"constant"``
     quiet : bool, silence the progress line
 
     Returns
@@ -513,7 +514,7 @@ def train_elementwise_layer(rng: np.random.Generator, *, n: int, d: int, eta: fl
     Ws, Vs = gd_weights(d, eta, n)
     ref2 = float(np.sum(Ws ** 2) + np.sum(Vs ** 2))  # the construction lives in the excited blocks only
     frozen = (W.copy(), V.copy())
-    theta = _scaled(_excited(W, V) if params == "blocks" else (W, V), n)
+    theta = _scaled(_to_blocks(W, V) if params == "blocks" else (W, V), n)
     state = opt.init(theta)
     hist = {key: np.zeros(iterations) for key in ("loss", "c1", "c2", "dist", "dist_excited")}
     progress = Progress(iterations, f"{activation} layer", quiet)
@@ -526,12 +527,12 @@ def train_elementwise_layer(rng: np.random.Generator, *, n: int, d: int, eta: fl
             for key in hist:  # the run has left the float range: the rest of the history is NaN
                 hist[key][t:] = np.nan
             break
-        grads = _scaled(_excited(dW, dV) if params == "blocks" else (dW, dV), 1.0 / n)
+        grads = _scaled(_to_blocks(dW, dV) if params == "blocks" else (dW, dV), 1.0 / n)
         lr_t = cosine_lr(lr, t, iterations) if schedule == "cosine" else lr
         theta, state = opt.update(theta, grads, state, lr=lr_t)
-        W, V = _with_excited(frozen, _scaled(theta, 1.0 / n)) if params == "blocks" else _scaled(theta, 1.0 / n)
+        W, V = _assemble(_scaled(theta, 1.0 / n), frozen, d) if params == "blocks" else _scaled(theta, 1.0 / n)
         hist["loss"][t] = J
-        hist["c1"][t], hist["c2"][t] = -np.trace(W[:d, d:]) / d, np.trace(V[d:, :d]) / d
+        hist["c1"][t], hist["c2"][t] = _block_scales(W, V)
         dW2, dV2 = np.square(W - Ws), np.square(V - Vs)  # squared errors, entry by entry
         hist["dist"][t] = math.sqrt((dW2.sum() + dV2.sum()) / ref2)
         hist["dist_excited"][t] = math.sqrt((dW2[:d, d:].sum() + dV2[:, :d].sum()) / ref2)
@@ -548,17 +549,3 @@ def _scaled(params: tuple, factor: float) -> tuple:
     in which one learning rate suits both matrices. Gradients scale by the inverse factor.
     """
     return (params[0],) + tuple(factor * p for p in params[1:])
-
-
-def _excited(W, V) -> tuple:
-    """Copies of the blocks one-step supervision moves, ``(W12, V11, V21)``."""
-    d = W.shape[-1] // 2
-    return W[:d, d:].copy(), V[:d, :d].copy(), V[d:, :d].copy()
-
-
-def _with_excited(frozen, blocks) -> tuple[np.ndarray, np.ndarray]:
-    """Copies of the frozen full ``(W, V)`` with the blocks ``(W12, V11, V21)`` written in."""
-    W, V = frozen[0].copy(), frozen[1].copy()
-    d = W.shape[-1] // 2
-    W[:d, d:], V[:d, :d], V[d:, :d] = blocks
-    return W, V

@@ -323,7 +323,8 @@ def _init_weights(rng, d: int, init: str, init_scale: float):
 
 
 def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float, iterations: int | None = None,
-                         batch: int | None = None, lr: float | None = None, optimizer: str = "adam", init: str = "zeros",
+                         batch: int | None = None, lr: float | None = None, optimizer: str = "adam",
+                         init: str = "zeros",
                          sigma0: float | None = None, params: str = "full", init_scale: float = 0.1,
                          momentum: float = 0.0, schedule: str = "cosine",
                          quiet: bool = False, activation: str | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -332,7 +333,7 @@ def train_one_step_layer(rng: np.random.Generator, *, n: int, d: int, eta: float
     Every iteration draws ``batch`` fresh tasks and :math:`w_0 \sim N(0, \sigma_0^2 I_d)` from ``rng``
     (no fixed pool), computes :func:`one_step_loss` and its hand-written gradient, and applies
     the hand-written optimizer. The fixed point is :math:`(W^*, V^*)` = :func:`ngdformer.ngd_weights` ``(d, eta)``.
-    The defaults are the recipe chapter 06 uses (Adam, lr 0.02 decayed to 0 on a cosine,
+    The defaults are the recipe chapter 06 uses (Adam, lr 0.02 decayed to nearly 0 on a cosine,
     batch 32, 500 iterations, :math:`\sigma_0 = 1/\sqrt d`), which brings the layer to the
     construction at the paper's sizes; chapter 06 shows what :math:`\sigma_0 = 1` does and
     invites trying a constant learning rate.
